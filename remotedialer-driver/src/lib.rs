@@ -9,6 +9,7 @@
 //! `remotedialer-async-std` differ only in sockets, timers, spawning and
 //! the WebSocket handshake.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod driver;
 mod handle;

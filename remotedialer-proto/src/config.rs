@@ -89,10 +89,14 @@ impl Config {
     /// Checks the relations the session relies on.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.resume_threshold >= self.pause_threshold {
-            return Err(ConfigError("resume_threshold must be below pause_threshold"));
+            return Err(ConfigError(
+                "resume_threshold must be below pause_threshold",
+            ));
         }
         if self.max_connection_receive_buffer <= self.pause_threshold {
-            return Err(ConfigError("max_connection_receive_buffer must exceed pause_threshold"));
+            return Err(ConfigError(
+                "max_connection_receive_buffer must exceed pause_threshold",
+            ));
         }
         if self.max_data_message == 0 || self.max_connection_send_buffer == 0 {
             return Err(ConfigError("send sizes must be positive"));

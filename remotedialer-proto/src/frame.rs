@@ -241,7 +241,11 @@ fn prefix(payload: &Bytes, limit: usize) -> Bytes {
 impl Message {
     /// A Data message.
     pub fn data(id: i64, conn_id: ConnId, payload: Bytes) -> Self {
-        Message { id, conn_id, body: Body::Data(payload) }
+        Message {
+            id,
+            conn_id,
+            body: Body::Data(payload),
+        }
     }
 
     /// A Connect message for `proto/address`.
@@ -293,7 +297,10 @@ impl Message {
                     .iter()
                     .position(|&b| b == b'/')
                     .ok_or(DecodeError::ConnectAddress { conn_id })?;
-                Body::Connect { proto: target.slice(..slash), address: target.slice(slash + 1..) }
+                Body::Connect {
+                    proto: target.slice(..slash),
+                    address: target.slice(slash + 1..),
+                }
             }
             MessageType::Error => Body::Error(prefix(&payload, ERROR_READ_LIMIT)),
             MessageType::AddClient => Body::AddClient(prefix(&payload, CLIENT_READ_LIMIT)),
@@ -351,7 +358,11 @@ impl Message {
 
 /// Header length for a message with these fields.
 pub(crate) fn header_len(id: i64, conn_id: ConnId, kind: MessageType) -> usize {
-    let deadline = if kind.has_deadline() { varint::encoded_len(LEGACY_DEADLINE_MS) } else { 0 };
+    let deadline = if kind.has_deadline() {
+        varint::encoded_len(LEGACY_DEADLINE_MS)
+    } else {
+        0
+    };
     varint::encoded_len(id)
         + varint::encoded_len(conn_id.0)
         + varint::encoded_len(kind.code())
@@ -380,7 +391,9 @@ mod tests {
         assert_eq!(hex(&wire), "040402b0ea0168656c6c6f");
         let back = Message::decode(wire.clone()).unwrap();
         assert_eq!(back, msg);
-        let Body::Data(payload) = back.body else { panic!("not data") };
+        let Body::Data(payload) = back.body else {
+            panic!("not data")
+        };
         assert_eq!(payload.as_ptr(), wire[6..].as_ptr());
     }
 
@@ -401,7 +414,10 @@ mod tests {
     #[test]
     fn sync_ids_round_trip() {
         let ids = SyncIds::from_ids([ConnId(2), ConnId(-1), ConnId(1 << 40)]);
-        assert_eq!(ids.iter().collect::<Vec<_>>(), [ConnId(2), ConnId(-1), ConnId(1 << 40)]);
+        assert_eq!(
+            ids.iter().collect::<Vec<_>>(),
+            [ConnId(2), ConnId(-1), ConnId(1 << 40)]
+        );
         assert!(SyncIds::from_payload(Bytes::from_static(&[0; 7])).is_err());
     }
 

@@ -16,7 +16,11 @@
 //! * [`registry`]: which session reaches a client key, locally or through a
 //!   peer.
 #![forbid(unsafe_code)]
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+#![deny(missing_docs)]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 mod config;
 mod connection;
@@ -30,7 +34,7 @@ pub mod varint;
 
 pub use config::{Config, ConfigError};
 pub use error::{AnnounceError, ConnectionError, OpenError, ReadError, SessionError, WriteError};
-pub use event::{Event, SessionStats, TimerReason, Timeout, Transmit};
+pub use event::{Event, SessionStats, Timeout, TimerReason, Transmit};
 pub use frame::{Body, ConnId, DecodeError, Message, MessageType};
 pub use registry::{Registry, Route};
 pub use session::{Role, Session, SessionIdentity};

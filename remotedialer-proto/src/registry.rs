@@ -51,7 +51,10 @@ pub struct Registry<S> {
 
 impl<S> Default for Registry<S> {
     fn default() -> Self {
-        Registry { clients: HashMap::new(), peers: Vec::new() }
+        Registry {
+            clients: HashMap::new(),
+            peers: Vec::new(),
+        }
     }
 }
 
@@ -71,7 +74,9 @@ impl<S: Clone + PartialEq> Registry<S> {
 
     /// Removes a client session; returns true when it was registered.
     pub fn remove_client(&mut self, client_key: &str, session: &S) -> bool {
-        let Some(sessions) = self.clients.get_mut(client_key) else { return false };
+        let Some(sessions) = self.clients.get_mut(client_key) else {
+            return false;
+        };
         let before = sessions.len();
         sessions.retain(|s| s != session);
         let removed = sessions.len() != before;
@@ -93,12 +98,18 @@ impl<S: Clone + PartialEq> Registry<S> {
 
     /// Every local client session with its key.
     pub fn client_sessions(&self) -> impl Iterator<Item = (&str, &S)> + '_ {
-        self.clients.iter().flat_map(|(k, v)| v.iter().map(move |s| (k.as_str(), s)))
+        self.clients
+            .iter()
+            .flat_map(|(k, v)| v.iter().map(move |s| (k.as_str(), s)))
     }
 
     /// Registers a peer session (the accepting side of a peer link).
     pub fn add_peer(&mut self, peer_id: &str, session: S) {
-        self.peers.push(PeerEntry { peer_id: peer_id.to_owned(), session, clients: HashSet::new() });
+        self.peers.push(PeerEntry {
+            peer_id: peer_id.to_owned(),
+            session,
+            clients: HashSet::new(),
+        });
     }
 
     /// Removes a peer session and everything it announced.
@@ -122,7 +133,11 @@ impl<S: Clone + PartialEq> Registry<S> {
 
     /// Number of client keys a peer (by id) currently announces.
     pub fn peer_client_count(&self, peer_id: &str) -> usize {
-        self.peers.iter().filter(|p| p.peer_id == peer_id).map(|p| p.clients.len()).sum()
+        self.peers
+            .iter()
+            .filter(|p| p.peer_id == peer_id)
+            .map(|p| p.clients.len())
+            .sum()
     }
 
     /// Where to dial `client_key`: the first local session, else the first
@@ -131,10 +146,13 @@ impl<S: Clone + PartialEq> Registry<S> {
         if let Some(session) = self.clients.get(client_key).and_then(|v| v.first()) {
             return Some(Route::Local(session.clone()));
         }
-        self.peers.iter().find(|p| p.clients.contains(client_key)).map(|p| Route::Peer {
-            peer_id: p.peer_id.clone(),
-            session: p.session.clone(),
-        })
+        self.peers
+            .iter()
+            .find(|p| p.clients.contains(client_key))
+            .map(|p| Route::Peer {
+                peer_id: p.peer_id.clone(),
+                session: p.session.clone(),
+            })
     }
 }
 
@@ -148,7 +166,13 @@ mod tests {
         assert_eq!(r.route("foo"), None);
         r.add_peer("b", 10);
         r.peer_client_added(&10, "foo");
-        assert_eq!(r.route("foo"), Some(Route::Peer { peer_id: "b".into(), session: 10 }));
+        assert_eq!(
+            r.route("foo"),
+            Some(Route::Peer {
+                peer_id: "b".into(),
+                session: 10
+            })
+        );
         assert!(r.add_client("foo", 1));
         assert!(!r.add_client("foo", 2));
         assert_eq!(r.route("foo"), Some(Route::Local(1)));

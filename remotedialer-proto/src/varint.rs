@@ -91,12 +91,28 @@ mod tests {
         assert_eq!(enc(64), [0x80, 0x01]);
         assert_eq!(enc(-65), [0x81, 0x01]);
         assert_eq!(enc(15000), [0xb0, 0xea, 0x01]);
-        assert_eq!(enc(i64::MIN), [0xff; 9].iter().copied().chain([1]).collect::<Vec<_>>());
+        assert_eq!(
+            enc(i64::MIN),
+            [0xff; 9].iter().copied().chain([1]).collect::<Vec<_>>()
+        );
     }
 
     #[test]
     fn lengths_agree_with_put() {
-        for v in [0, 1, -1, 63, 64, -64, -65, 8191, 8192, i64::MAX, i64::MIN, 1 << 40] {
+        for v in [
+            0,
+            1,
+            -1,
+            63,
+            64,
+            -64,
+            -65,
+            8191,
+            8192,
+            i64::MAX,
+            i64::MIN,
+            1 << 40,
+        ] {
             assert_eq!(encoded_len(v), enc(v).len(), "{v}");
             assert_eq!(get(&enc(v)).unwrap(), (v, enc(v).len()));
         }

@@ -210,7 +210,9 @@ impl Session {
             return Err(OpenError::InvalidTarget("proto contains '/'"));
         }
         if proto.len() + 1 + address.len() > CONNECT_READ_LIMIT {
-            return Err(OpenError::InvalidTarget("proto/address longer than 266 bytes"));
+            return Err(OpenError::InvalidTarget(
+                "proto/address longer than 266 bytes",
+            ));
         }
         if self.conns.len() >= self.config.max_connections {
             return Err(OpenError::TooManyConnections);
@@ -231,7 +233,9 @@ impl Session {
     /// connection that already ended this releases its state. Closing an
     /// unknown or closing connection does nothing.
     pub fn close(&mut self, conn_id: ConnId) {
-        let Some(conn) = self.conns.get_mut(&conn_id) else { return };
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
         match conn.state {
             State::Open => {
                 conn.state = State::Closing;
@@ -254,7 +258,9 @@ impl Session {
     /// Clients refuse a connect request this way. On a connection that
     /// already ended this only releases its state.
     pub fn reset(&mut self, conn_id: ConnId, reason: &str) {
-        let Some(conn) = self.conns.get(&conn_id) else { return };
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
         let on_wire = !matches!(conn.state, State::Finished(_));
         self.remove(conn_id);
         if on_wire {
@@ -279,11 +285,21 @@ impl Session {
         }
         let text = format!("{client_key}/{session_key}");
         if text.len() > CLIENT_READ_LIMIT {
-            return Err(AnnounceError::InvalidKey("clientKey/sessionKey longer than 100 bytes"));
+            return Err(AnnounceError::InvalidKey(
+                "clientKey/sessionKey longer than 100 bytes",
+            ));
         }
         let payload = Bytes::from(text);
-        let body = if added { Body::AddClient(payload) } else { Body::RemoveClient(payload) };
-        let msg = Message { id: self.take_message_id(), conn_id: ConnId(0), body };
+        let body = if added {
+            Body::AddClient(payload)
+        } else {
+            Body::RemoveClient(payload)
+        };
+        let msg = Message {
+            id: self.take_message_id(),
+            conn_id: ConnId(0),
+            body,
+        };
         self.push_control(msg, false);
         Ok(())
     }
@@ -327,7 +343,9 @@ impl Session {
     /// Ends a connection on the wire without sending anything; its unread
     /// bytes stay readable.
     fn finish(&mut self, conn_id: ConnId, error: Option<ConnectionError>) {
-        let Some(conn) = self.conns.get_mut(&conn_id) else { return };
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
         if conn.state != State::Open {
             return;
         }

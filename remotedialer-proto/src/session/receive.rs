@@ -68,9 +68,13 @@ impl Session {
         }
         let n = payload.len();
         let limit = if conn.recv.len() + n > self.config.max_connection_receive_buffer {
-            Some(ConnectionError::ReceiveOverflow(self.config.max_connection_receive_buffer))
+            Some(ConnectionError::ReceiveOverflow(
+                self.config.max_connection_receive_buffer,
+            ))
         } else if self.received_total + n > self.config.max_session_receive_buffer {
-            Some(ConnectionError::SessionBudget(self.config.max_session_receive_buffer))
+            Some(ConnectionError::SessionBudget(
+                self.config.max_session_receive_buffer,
+            ))
         } else {
             None
         };
@@ -88,7 +92,14 @@ impl Session {
         }
         if signal == Signal::Pause {
             let id = self.take_message_id();
-            self.push_control(Message { id, conn_id, body: Body::Pause }, false);
+            self.push_control(
+                Message {
+                    id,
+                    conn_id,
+                    body: Body::Pause,
+                },
+                false,
+            );
         }
     }
 
@@ -123,12 +134,16 @@ impl Session {
     }
 
     fn on_error(&mut self, conn_id: ConnId, text: &[u8]) {
-        let Some(conn) = self.conns.get(&conn_id) else { return };
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
         match conn.state {
             State::Open => {
                 let error = match text {
                     b"EOF" => None,
-                    other => Some(ConnectionError::Remote(String::from_utf8_lossy(other).into())),
+                    other => Some(ConnectionError::Remote(
+                        String::from_utf8_lossy(other).into(),
+                    )),
                 };
                 self.finish(conn_id, error);
             }
@@ -139,7 +154,9 @@ impl Session {
     }
 
     fn on_pause(&mut self, conn_id: ConnId, paused: bool) {
-        let Some(conn) = self.conns.get_mut(&conn_id) else { return };
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
         conn.send.set_paused_by_peer(paused);
         if !paused {
             self.schedule(conn_id);
@@ -164,7 +181,9 @@ impl Session {
         };
         if added {
             if self.remote_client_count >= self.config.max_remote_clients {
-                self.fail(SessionError::TooManyRemoteClients(self.config.max_remote_clients));
+                self.fail(SessionError::TooManyRemoteClients(
+                    self.config.max_remote_clients,
+                ));
                 return;
             }
             let sessions = self.remote_clients.entry(key.to_owned()).or_default();
@@ -173,7 +192,8 @@ impl Session {
                 self.remote_client_count += 1;
             }
             if first {
-                self.events.push_back(Event::RemoteClientAdded(key.to_owned()));
+                self.events
+                    .push_back(Event::RemoteClientAdded(key.to_owned()));
             }
         } else if let Some(sessions) = self.remote_clients.get_mut(key) {
             if sessions.remove(&session_key) {
@@ -181,7 +201,8 @@ impl Session {
             }
             if sessions.is_empty() {
                 self.remote_clients.remove(key);
-                self.events.push_back(Event::RemoteClientRemoved(key.to_owned()));
+                self.events
+                    .push_back(Event::RemoteClientRemoved(key.to_owned()));
             }
         }
     }

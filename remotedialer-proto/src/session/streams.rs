@@ -18,14 +18,21 @@ impl Session {
     /// connection or the send buffers are full; an [`Event::Writable`]
     /// follows when a write may succeed.
     pub fn write(&mut self, conn_id: ConnId, data: &[u8]) -> Result<usize, WriteError> {
-        let (max_conn, max_session) =
-            (self.config.max_connection_send_buffer, self.config.max_session_send_buffer);
+        let (max_conn, max_session) = (
+            self.config.max_connection_send_buffer,
+            self.config.max_session_send_buffer,
+        );
         let send_total = self.send_total;
-        let conn = self.conns.get_mut(&conn_id).ok_or(WriteError::UnknownConnection(conn_id))?;
+        let conn = self
+            .conns
+            .get_mut(&conn_id)
+            .ok_or(WriteError::UnknownConnection(conn_id))?;
         match &conn.state {
             State::Open => {}
             State::Closing => return Err(WriteError::Closed(ConnectionError::LocallyClosed)),
-            State::Finished(None) => return Err(WriteError::Closed(ConnectionError::LocallyClosed)),
+            State::Finished(None) => {
+                return Err(WriteError::Closed(ConnectionError::LocallyClosed));
+            }
             State::Finished(Some(e)) => return Err(WriteError::Closed(e.clone())),
         }
         if data.is_empty() {
@@ -41,7 +48,9 @@ impl Session {
             return Err(WriteError::Blocked);
         }
         let taken = data.len().min(conn_room).min(session_room);
-        let Some(data) = data.get(..taken) else { return Err(WriteError::Blocked) };
+        let Some(data) = data.get(..taken) else {
+            return Err(WriteError::Blocked);
+        };
         for chunk in data.chunks(self.config.max_data_message) {
             let msg_id = self.take_message_id();
             let len = frame::header_len(msg_id, conn_id, MessageType::Data) + chunk.len();
@@ -66,14 +75,28 @@ impl Session {
     /// below `resume_threshold` a Resume is queued.
     pub fn read(&mut self, conn_id: ConnId, max: usize) -> Result<Option<Bytes>, ReadError> {
         let resume_below = self.config.resume_threshold;
-        let conn = self.conns.get_mut(&conn_id).ok_or(ReadError::UnknownConnection(conn_id))?;
-        let popped = if max > 0 { conn.recv.pop(max, resume_below) } else { None };
+        let conn = self
+            .conns
+            .get_mut(&conn_id)
+            .ok_or(ReadError::UnknownConnection(conn_id))?;
+        let popped = if max > 0 {
+            conn.recv.pop(max, resume_below)
+        } else {
+            None
+        };
         if let Some((chunk, signal)) = popped {
             let resume = signal == Signal::Resume && conn.is_open();
             self.received_total -= chunk.len();
             if resume {
                 let id = self.take_message_id();
-                self.push_control(Message { id, conn_id, body: Body::Resume }, false);
+                self.push_control(
+                    Message {
+                        id,
+                        conn_id,
+                        body: Body::Resume,
+                    },
+                    false,
+                );
             }
             return Ok(Some(chunk));
         }
@@ -90,7 +113,9 @@ impl Session {
     pub fn read_into(&mut self, conn_id: ConnId, buf: &mut [u8]) -> Result<usize, ReadError> {
         let mut filled = 0;
         while filled < buf.len() {
-            let Some(dst) = buf.get_mut(filled..) else { break };
+            let Some(dst) = buf.get_mut(filled..) else {
+                break;
+            };
             match self.read(conn_id, dst.len()) {
                 Ok(Some(chunk)) => {
                     if let Some(dst) = dst.get_mut(..chunk.len()) {
@@ -137,7 +162,9 @@ impl Session {
             return Some(Transmit::Message(control.bytes));
         }
         while let Some(conn_id) = self.scheduled.pop_front() {
-            let Some(conn) = self.conns.get_mut(&conn_id) else { continue };
+            let Some(conn) = self.conns.get_mut(&conn_id) else {
+                continue;
+            };
             conn.scheduled = false;
             if !conn.send.ready() {
                 continue;
@@ -179,7 +206,9 @@ impl Session {
     pub(super) fn wake_writer(&mut self, conn_id: ConnId) {
         let half_conn = self.config.max_connection_send_buffer / 2;
         let session_full = self.send_total >= self.config.max_session_send_buffer;
-        let Some(conn) = self.conns.get_mut(&conn_id) else { return };
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
         if !conn.write_blocked || !conn.is_open() || conn.send.paused_by_peer() {
             return;
         }

@@ -7,7 +7,7 @@ use super::{Role, Session};
 use crate::config::Config;
 use crate::connection::State;
 use crate::error::SessionError;
-use crate::event::{TimerReason, Timeout};
+use crate::event::{Timeout, TimerReason};
 use crate::frame::{Body, ConnId, Message, SyncIds};
 
 #[derive(Debug)]
@@ -54,8 +54,14 @@ impl Session {
             reason: TimerReason::KeepaliveDeadline,
         };
         [
-            self.timers.next_ping.map(|at| Timeout { at, reason: TimerReason::Ping }),
-            self.timers.next_sync.map(|at| Timeout { at, reason: TimerReason::Sync }),
+            self.timers.next_ping.map(|at| Timeout {
+                at,
+                reason: TimerReason::Ping,
+            }),
+            self.timers.next_sync.map(|at| Timeout {
+                at,
+                reason: TimerReason::Sync,
+            }),
         ]
         .into_iter()
         .flatten()
@@ -95,7 +101,14 @@ impl Session {
         ids.sort_unstable();
         let id = self.take_message_id();
         let body = Body::SyncConnections(SyncIds::from_ids(ids));
-        self.push_control(Message { id, conn_id: ConnId(0), body }, false);
+        self.push_control(
+            Message {
+                id,
+                conn_id: ConnId(0),
+                body,
+            },
+            false,
+        );
     }
 
     /// A received SyncConnections: connections the peer no longer lists end

@@ -1,0 +1,450 @@
+//! The client (agent): connects to a server and dials what it is asked to.
+
+mod dial;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use remotedialer_driver::{Metrics, SessionHandle, SessionMetrics};
+use remotedialer_proto::{Config, Role, Session, SessionIdentity};
+use tokio::sync::watch;
+use tokio_tungstenite::Connector as WsConnector;
+use tungstenite::client::IntoClientRequest;
+
+pub use dial::{
+    ConnectAuthorizer, DialFuture, LocalDialer, TargetStream, dial_default, dial_error_text,
+};
+
+use crate::error::ClientError;
+use crate::proxy;
+use crate::runtime::TokioTimer;
+use crate::tls::{self, TlsRoots};
+
+/// Called with each new session's handle.
+pub type ConnectHook = dyn Fn(&SessionHandle) + Send + Sync;
+
+/// Go's handshake timeout.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reconnect delays: exponential from `initial` to `max`, with full jitter;
+/// back to `initial` after a session that lasted `healthy_after`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// First delay.
+    pub initial: Duration,
+    /// Largest delay.
+    pub max: Duration,
+    /// A session that lasted this long resets the delay.
+    pub healthy_after: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+            healthy_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Builds a [`Client`].
+pub struct ClientBuilder {
+    url: String,
+    headers: HeaderMap,
+    authorizer: Option<Arc<ConnectAuthorizer>>,
+    dialer: Option<Arc<LocalDialer>>,
+    session: Config,
+    roots: TlsRoots,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    use_env_proxy: bool,
+    on_connect: Option<Arc<ConnectHook>>,
+    backoff: Backoff,
+    max_message: usize,
+    metrics: Option<Arc<Metrics>>,
+    client_key: String,
+    errors: Vec<String>,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// A client of the server at `url` (`ws://`, `wss://`, `http://` or
+    /// `https://`, e.g. `ws://localhost:8123/connect`).
+    pub fn new(url: impl Into<String>) -> Self {
+        ClientBuilder {
+            url: url.into(),
+            headers: HeaderMap::new(),
+            authorizer: None,
+            dialer: None,
+            session: Config::default(),
+            roots: TlsRoots::default(),
+            tls: None,
+            use_env_proxy: true,
+            on_connect: None,
+            backoff: Backoff::default(),
+            max_message: remotedialer_driver::DEFAULT_MAX_MESSAGE,
+            metrics: None,
+            client_key: "client".into(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Adds a header to the upgrade request (e.g. `X-Tunnel-ID: foo`).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            (Ok(n), Ok(v)) => {
+                if n.as_str().eq_ignore_ascii_case("x-tunnel-id") {
+                    self.client_key = value.to_owned();
+                }
+                self.headers.append(n, v);
+            }
+            _ => self.errors.push(format!("invalid header {name:?}")),
+        }
+        self
+    }
+
+    /// Decides which `(proto, address)` the server may dial through this
+    /// client. Required: the library has no allow-all default.
+    pub fn connect_authorizer(
+        mut self,
+        authorizer: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.authorizer = Some(Arc::new(authorizer));
+        self
+    }
+
+    /// Replaces the default local dialer.
+    pub fn local_dialer(
+        mut self,
+        dialer: impl Fn(&str, &str) -> DialFuture + Send + Sync + 'static,
+    ) -> Self {
+        self.dialer = Some(Arc::new(dialer));
+        self
+    }
+
+    /// How long a dial may take (default 1 minute, as Go).
+    pub fn dial_timeout(mut self, timeout: Duration) -> Self {
+        self.session.dial_timeout = timeout;
+        self
+    }
+
+    /// The protocol core's settings (keepalive, sync, buffers).
+    pub fn session_config(mut self, config: Config) -> Self {
+        self.session = config;
+        self
+    }
+
+    /// Which CAs to trust for `wss://` (default: webpki roots).
+    pub fn tls_roots(mut self, roots: TlsRoots) -> Self {
+        self.roots = roots;
+        self
+    }
+
+    /// A complete rustls configuration for `wss://`, overriding
+    /// [`tls_roots`](Self::tls_roots).
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Whether to honour `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` (default yes).
+    pub fn proxy_from_env(mut self, enabled: bool) -> Self {
+        self.use_env_proxy = enabled;
+        self
+    }
+
+    /// Called with the session handle each time a session is established.
+    pub fn on_connect(mut self, hook: impl Fn(&SessionHandle) + Send + Sync + 'static) -> Self {
+        self.on_connect = Some(Arc::new(hook));
+        self
+    }
+
+    /// Reconnect delays for [`Client::run`].
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Largest incoming WebSocket message accepted.
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Metrics to record into.
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Checks the settings and builds the client.
+    pub fn build(self) -> Result<Client, ClientError> {
+        if let Some(e) = self.errors.first() {
+            return Err(ClientError::Config(e.clone()));
+        }
+        let authorizer = self.authorizer.ok_or_else(|| {
+            ClientError::Config(
+                "no connect authorizer: choose which targets the server may dial".into(),
+            )
+        })?;
+        self.session
+            .validate()
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let url = normalize_url(&self.url)?;
+        let secure = url.scheme_str() == Some("wss");
+        let tls = match (self.tls, secure) {
+            (Some(cfg), _) => Some(cfg),
+            (None, true) => Some(
+                tls::client_config(&self.roots).map_err(|e| ClientError::Config(e.to_string()))?,
+            ),
+            (None, false) => None,
+        };
+        let (cancel, _) = watch::channel(false);
+        Ok(Client {
+            inner: Arc::new(ClientInner {
+                url,
+                headers: self.headers,
+                authorizer,
+                dialer: self.dialer,
+                session: self.session,
+                tls,
+                use_env_proxy: self.use_env_proxy,
+                on_connect: self.on_connect,
+                backoff: self.backoff,
+                max_message: self.max_message,
+                metrics: self.metrics,
+                client_key: self.client_key,
+                cancel,
+            }),
+        })
+    }
+}
+
+fn normalize_url(url: &str) -> Result<Uri, ClientError> {
+    let url = if let Some(rest) = url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else {
+        url.to_owned()
+    };
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| ClientError::Config(format!("invalid URL {url}: {e}")))?;
+    match uri.scheme_str() {
+        Some("ws") | Some("wss") if uri.host().is_some() => Ok(uri),
+        _ => Err(ClientError::Config(format!(
+            "URL must be ws:// or wss:// with a host: {url}"
+        ))),
+    }
+}
+
+struct ClientInner {
+    url: Uri,
+    headers: HeaderMap,
+    authorizer: Arc<ConnectAuthorizer>,
+    dialer: Option<Arc<LocalDialer>>,
+    session: Config,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    use_env_proxy: bool,
+    on_connect: Option<Arc<ConnectHook>>,
+    backoff: Backoff,
+    max_message: usize,
+    metrics: Option<Arc<Metrics>>,
+    client_key: String,
+    cancel: watch::Sender<bool>,
+}
+
+/// A remotedialer client (agent). Cheap to clone.
+///
+/// ```no_run
+/// use remotedialer_tokio::ClientBuilder;
+///
+/// # async fn run() -> Result<(), remotedialer_tokio::ClientError> {
+/// let client = ClientBuilder::new("ws://localhost:8123/connect")
+///     .header("X-Tunnel-ID", "foo")
+///     .connect_authorizer(|proto, address| proto == "tcp" && address.starts_with("127.0.0.1:"))
+///     .build()?;
+/// client.run().await; // reconnects with backoff until client.cancel()
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.inner.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Stops [`run`](Self::run) and ends the current session.
+    pub fn cancel(&self) {
+        let _ = self.inner.cancel.send(true);
+    }
+
+    /// True once [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        *self.inner.cancel.borrow()
+    }
+
+    /// Connects, reconnecting after every failure or lost session with
+    /// exponential backoff and jitter, until [`cancel`](Self::cancel).
+    pub async fn run(&self) {
+        let mut cancelled = self.inner.cancel.subscribe();
+        let mut delay = self.inner.backoff.initial;
+        while !*cancelled.borrow() {
+            let started = Instant::now();
+            match self.connect_once().await {
+                Ok(()) => {}
+                Err(e) => tracing::warn!(error = %e, "remotedialer session failed"),
+            }
+            if *cancelled.borrow() {
+                break;
+            }
+            if started.elapsed() >= self.inner.backoff.healthy_after {
+                delay = self.inner.backoff.initial;
+            }
+            let jittered = delay.mul_f64(rand::random::<f64>().max(0.1));
+            tracing::info!(delay = ?jittered, "reconnecting");
+            tokio::select! {
+                _ = tokio::time::sleep(jittered) => {}
+                _ = cancelled.changed() => break,
+            }
+            delay = (delay * 2).min(self.inner.backoff.max);
+        }
+    }
+
+    /// Connects once and serves the session until it ends. `Ok(())` when
+    /// ended by [`cancel`](Self::cancel).
+    pub async fn connect_once(&self) -> Result<(), ClientError> {
+        let inner = &self.inner;
+        let mut cancelled = inner.cancel.subscribe();
+        if *cancelled.borrow() {
+            return Ok(());
+        }
+        let ws = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake())
+            .await
+            .map_err(|_| ClientError::Connect {
+                url: inner.url.to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"),
+            })??;
+        let identity = SessionIdentity {
+            client_key: inner.client_key.clone(),
+            session_key: 0,
+        };
+        let session = Session::new(
+            Role::Client,
+            identity,
+            inner.session.clone(),
+            Instant::now(),
+        )
+        .map_err(|e| ClientError::Config(e.to_string()))?;
+        let handler = Box::new(dial::DialHandler {
+            authorizer: inner.authorizer.clone(),
+            dialer: inner.dialer.clone(),
+            dial_timeout: inner.session.dial_timeout,
+        });
+        let metrics = SessionMetrics::new(inner.metrics.clone(), &inner.client_key);
+        let (handle, mut driver) =
+            remotedialer_driver::start(session, ws, TokioTimer::new(), handler, metrics);
+        tracing::info!(url = %inner.url, "connected");
+        if let Some(hook) = &inner.on_connect {
+            hook(&handle);
+        }
+        let reason = tokio::select! {
+            reason = &mut driver => reason,
+            _ = cancelled.changed() => {
+                handle.shutdown();
+                driver.await;
+                return Ok(());
+            }
+        };
+        if *cancelled.borrow() {
+            return Ok(());
+        }
+        Err(ClientError::Session(reason))
+    }
+
+    async fn handshake(
+        &self,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        ClientError,
+    > {
+        let inner = &self.inner;
+        let url = inner.url.to_string();
+        let host = inner.url.host().unwrap_or_default().to_owned();
+        let secure = inner.url.scheme_str() == Some("wss");
+        let port = inner
+            .url
+            .port_u16()
+            .unwrap_or(if secure { 443 } else { 80 });
+        let connect_err = |source| ClientError::Connect {
+            url: url.clone(),
+            source,
+        };
+        let proxy = if inner.use_env_proxy {
+            proxy::proxy_for(secure, &host, port)
+        } else {
+            None
+        };
+        let tcp = match proxy {
+            Some(p) => proxy::connect_via(&p, host.trim_matches(['[', ']']), port).await,
+            None => tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port)).await,
+        }
+        .map_err(connect_err)?;
+        let _ = tcp.set_nodelay(true);
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ClientError::Config(format!("invalid URL {url}: {e}")))?;
+        for (name, value) in &inner.headers {
+            request.headers_mut().append(name, value.clone());
+        }
+        let connector = match &inner.tls {
+            Some(cfg) => WsConnector::Rustls(cfg.clone()),
+            None => WsConnector::Plain,
+        };
+        let config = remotedialer_driver::websocket_config(inner.max_message);
+        match tokio_tungstenite::client_async_tls_with_config(
+            request,
+            tcp,
+            Some(config),
+            Some(connector),
+        )
+        .await
+        {
+            Ok((ws, _)) => Ok(ws),
+            Err(tungstenite::Error::Http(resp)) => {
+                let status = resp.status().as_u16();
+                let body = resp
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).trim().to_owned())
+                    .unwrap_or_default();
+                Err(ClientError::Refused { status, body })
+            }
+            Err(tungstenite::Error::Io(e)) => Err(connect_err(e)),
+            Err(e) => Err(ClientError::Handshake {
+                url,
+                source: Box::new(e),
+            }),
+        }
+    }
+}
