@@ -52,6 +52,12 @@ pub struct Config {
     pub max_pending_replies: usize,
     /// Peer sessions: at most this many announced client sessions.
     pub max_remote_clients: usize,
+    /// Received Data payloads shorter than this are copied out of the
+    /// WebSocket message instead of kept as slices of it. A slice keeps the
+    /// transport's whole read buffer alive, so a few unread bytes could pin
+    /// far more memory than the receive budgets count; larger payloads stay
+    /// zero-copy, where the overhead is bounded.
+    pub min_zero_copy_payload: usize,
     /// The first message id this session sends (Go starts at a random value;
     /// receivers ignore ids).
     pub first_message_id: i64,
@@ -75,6 +81,7 @@ impl Default for Config {
             max_connections: 65_536,
             max_pending_replies: 64,
             max_remote_clients: 100_000,
+            min_zero_copy_payload: 16 << 10,
             first_message_id: 1,
         }
     }

@@ -84,6 +84,11 @@ impl Session {
             self.reply_error(conn_id, &text);
             return;
         }
+        let payload = if n < self.config.min_zero_copy_payload {
+            Bytes::copy_from_slice(&payload)
+        } else {
+            payload
+        };
         let was_empty = conn.recv.is_empty();
         let signal = conn.recv.push(payload, self.config.pause_threshold);
         self.received_total += n;
