@@ -351,15 +351,23 @@ impl Session {
         }
         conn.state = State::Finished(error.clone());
         conn.write_blocked = false;
-        self.send_total -= conn.send.clear();
+        let freed = conn.send.clear();
+        self.send_total -= freed;
         self.events.push_back(Event::Closed { conn_id, error });
+        if freed > 0 {
+            self.wake_budget_waiters();
+        }
     }
 
     /// Forgets a connection entirely.
     fn remove(&mut self, conn_id: ConnId) {
         if let Some(mut conn) = self.conns.remove(&conn_id) {
             self.received_total -= conn.recv.clear();
-            self.send_total -= conn.send.clear();
+            let freed = conn.send.clear();
+            self.send_total -= freed;
+            if freed > 0 {
+                self.wake_budget_waiters();
+            }
         }
     }
 

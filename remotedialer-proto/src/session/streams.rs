@@ -182,6 +182,11 @@ impl Session {
                 None => continue,
             }
         }
+        // Nothing can go out now, so no transmit will free send budget until
+        // something changes: writers refused by the budget must try again
+        // while there is room, or they wait for ever when connections the
+        // peer paused hold more than half of it.
+        self.wake_budget_waiters();
         None
     }
 
@@ -193,9 +198,21 @@ impl Session {
         if !self.waiting_for_budget.is_empty()
             && self.send_total <= self.config.max_session_send_buffer / 2
         {
-            for id in std::mem::take(&mut self.waiting_for_budget) {
-                self.wake_writer(id);
-            }
+            self.wake_budget_waiters();
+        }
+    }
+
+    /// Offers a Writable to every connection refused a write by the
+    /// session's send budget, if it has room; those still blocked wait again.
+    pub(super) fn wake_budget_waiters(&mut self) {
+        if self.waiting_for_budget.is_empty()
+            || self.closed.is_some()
+            || self.send_total >= self.config.max_session_send_buffer
+        {
+            return;
+        }
+        for id in std::mem::take(&mut self.waiting_for_budget) {
+            self.wake_writer(id);
         }
     }
 
