@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod bridge;
 mod driver;
 mod handle;
 mod metrics;
@@ -19,6 +20,7 @@ mod shared;
 mod stream;
 mod trace;
 
+pub use bridge::Bridge;
 pub use driver::{ConnectRequest, Driver, RefuseConnects, SessionHandler, Timer};
 pub use handle::{SessionHandle, start};
 pub use metrics::{Metrics, PeerEvent, SessionMetrics};

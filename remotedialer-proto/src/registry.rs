@@ -112,6 +112,11 @@ impl<S: Clone + PartialEq> Registry<S> {
         });
     }
 
+    /// Every peer session with its peer id, in registration order.
+    pub fn peer_sessions(&self) -> impl Iterator<Item = (&str, &S)> + '_ {
+        self.peers.iter().map(|p| (p.peer_id.as_str(), &p.session))
+    }
+
     /// Removes a peer session and everything it announced.
     pub fn remove_peer(&mut self, session: &S) {
         self.peers.retain(|p| &p.session != session);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use remotedialer_driver::{Metrics, SessionHandle, SessionMetrics};
+use remotedialer_driver::{Metrics, SessionHandle, SessionHandler, SessionMetrics};
 use remotedialer_proto::{Config, Role, Session, SessionIdentity};
 use tokio::sync::watch;
 use tokio_tungstenite::Connector as WsConnector;
@@ -23,6 +23,10 @@ use crate::tls::{self, TlsRoots};
 
 /// Called with each new session's handle.
 pub type ConnectHook = dyn Fn(&SessionHandle) + Send + Sync;
+
+/// Makes the handler of each new session, in place of the dialing handler
+/// (server-to-server peer links serve connect requests differently).
+pub(crate) type HandlerFactory = dyn Fn() -> Box<dyn SessionHandler> + Send + Sync;
 
 /// Go's handshake timeout.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,6 +68,7 @@ pub struct ClientBuilder {
     max_message: usize,
     metrics: Option<Arc<Metrics>>,
     client_key: String,
+    handler: Option<Arc<HandlerFactory>>,
     errors: Vec<String>,
 }
 
@@ -93,6 +98,7 @@ impl ClientBuilder {
             max_message: remotedialer_driver::DEFAULT_MAX_MESSAGE,
             metrics: None,
             client_key: "client".into(),
+            handler: None,
             errors: Vec::new(),
         }
     }
@@ -185,6 +191,18 @@ impl ClientBuilder {
         self
     }
 
+    /// Serves the session with handlers from `factory` instead of dialing
+    /// targets, and names the session `name` in logs and metrics.
+    pub(crate) fn session_handler(
+        mut self,
+        name: &str,
+        factory: impl Fn() -> Box<dyn SessionHandler> + Send + Sync + 'static,
+    ) -> Self {
+        self.client_key = name.to_owned();
+        self.handler = Some(Arc::new(factory));
+        self
+    }
+
     /// Checks the settings and builds the client.
     pub fn build(self) -> Result<Client, ClientError> {
         if let Some(e) = self.errors.first() {
@@ -222,6 +240,7 @@ impl ClientBuilder {
                 max_message: self.max_message,
                 metrics: self.metrics,
                 client_key: self.client_key,
+                handler: self.handler,
                 cancel,
             }),
         })
@@ -260,6 +279,7 @@ struct ClientInner {
     max_message: usize,
     metrics: Option<Arc<Metrics>>,
     client_key: String,
+    handler: Option<Arc<HandlerFactory>>,
     cancel: watch::Sender<bool>,
 }
 
@@ -353,11 +373,14 @@ impl Client {
             Instant::now(),
         )
         .map_err(|e| ClientError::Config(e.to_string()))?;
-        let handler = Box::new(dial::DialHandler {
-            authorizer: inner.authorizer.clone(),
-            dialer: inner.dialer.clone(),
-            dial_timeout: inner.session.dial_timeout,
-        });
+        let handler: Box<dyn SessionHandler> = match &inner.handler {
+            Some(factory) => factory(),
+            None => Box::new(dial::DialHandler {
+                authorizer: inner.authorizer.clone(),
+                dialer: inner.dialer.clone(),
+                dial_timeout: inner.session.dial_timeout,
+            }),
+        };
         let metrics = SessionMetrics::new(inner.metrics.clone(), &inner.client_key);
         let (handle, mut driver) =
             remotedialer_driver::start(session, ws, TokioTimer::new(), handler, metrics);

@@ -1,6 +1,7 @@
 //! The server: accepts agents' WebSockets and dials through them.
 
 mod connector;
+mod peer;
 mod upgrade;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use tokio::sync::{Notify, watch};
 use tokio_tungstenite::WebSocketStream;
 
 pub use connector::{Connector, TunnelConnection};
+pub use peer::{DialRoute, PeerConfig, PeerError, PeerStatus};
 pub use upgrade::{Authorization, PEER_ID_HEADER, PEER_TOKEN_HEADER};
 
 use crate::error::DialError;
@@ -65,6 +67,8 @@ pub(crate) struct ServerInner {
     shutdown_tx: watch::Sender<bool>,
     active_sessions: AtomicUsize,
     sessions_done: Notify,
+    /// Links to peer servers and what they announce.
+    pub(crate) peering: peer::Peering,
 }
 
 impl ServerInner {
@@ -152,6 +156,7 @@ impl Server {
                 shutdown_tx,
                 active_sessions: AtomicUsize::new(0),
                 sessions_done: Notify::new(),
+                peering: peer::Peering::default(),
             }),
         }
     }
@@ -253,17 +258,21 @@ impl Server {
     }
 
     /// Stops accepting sessions and ends every live one: each open stream
-    /// gets an error, each agent sees its WebSocket close. Waits (up to 5 s)
-    /// for the session tasks to finish.
+    /// gets an error, each agent and peer sees its WebSocket close, and the
+    /// links to peers close. Waits (up to 5 s) for the session tasks to
+    /// finish.
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
         let _ = self.inner.shutdown_tx.send(true);
-        let sessions: Vec<SessionHandle> = self
-            .inner
-            .registry()
-            .client_sessions()
-            .map(|(_, s)| s.clone())
-            .collect();
+        let links = self.inner.peering.stop_links();
+        let sessions: Vec<SessionHandle> = {
+            let registry = self.inner.registry();
+            registry
+                .client_sessions()
+                .chain(registry.peer_sessions())
+                .map(|(_, s)| s.clone())
+                .collect()
+        };
         for s in sessions {
             s.shutdown();
         }
@@ -276,7 +285,11 @@ impl Server {
                 notified.await;
             }
         };
-        let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+        let all = async {
+            wait.await;
+            links.join().await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
     }
 
     /// Runs one upgraded session to its end.
@@ -323,6 +336,7 @@ impl Server {
             match &kind {
                 SessionKind::Client(key) => {
                     registry.add_client(key, handle.clone());
+                    self.inner.peering.client_added(key, &handle);
                 }
                 SessionKind::Peer(id) => registry.add_peer(id, handle.clone()),
             }
@@ -342,9 +356,16 @@ impl Server {
             let mut registry = self.inner.registry();
             match &kind {
                 SessionKind::Client(key) => {
-                    registry.remove_client(key, &handle);
+                    if registry.remove_client(key, &handle) {
+                        self.inner.peering.client_removed(key, &handle);
+                    }
                 }
-                SessionKind::Peer(_) => registry.remove_peer(&handle),
+                SessionKind::Peer(id) => {
+                    registry.remove_peer(&handle);
+                    self.inner
+                        .peering
+                        .peer_session_ended(&self.inner, &registry, id);
+                }
             }
         }
         if let Some(m) = &self.inner.config.metrics {
