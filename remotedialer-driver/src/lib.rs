@@ -8,24 +8,40 @@
 //! adapters wrap in their runtime's I/O traits. `remotedialer-tokio` and
 //! `remotedialer-async-std` differ only in sockets, timers, spawning and
 //! the WebSocket handshake.
+//!
+//! Beside the pump, the decisions both adapters make the same way live here
+//! so that they cannot drift apart: who may open a server session
+//! ([`admission`]) and the server's session bookkeeping ([`sessions`]), the
+//! client's dial error texts ([`dial`]), its reconnect policy ([`backoff`]),
+//! its proxy rules ([`proxy`]), and the rustls configurations ([`tls`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admission;
+pub mod backoff;
 mod bridge;
+pub mod dial;
 mod driver;
 mod handle;
 mod metrics;
 mod pipe;
+pub mod proxy;
+pub mod sessions;
 mod shared;
 mod stream;
+pub mod tls;
 mod trace;
 
+pub use admission::{Admission, Authorization};
+pub use backoff::{Backoff, BackoffSchedule};
 pub use bridge::Bridge;
+pub use dial::dial_error_text;
 pub use driver::{ConnectRequest, Driver, RefuseConnects, SessionHandler, Timer};
 pub use handle::{SessionHandle, start};
 pub use metrics::{Metrics, PeerEvent, SessionMetrics};
 pub use pipe::{Pipe, TargetIo};
 pub use remotedialer_proto as proto;
+pub use sessions::{Authorizer, DialError, ServerSession, ServerSessions};
 pub use stream::{StreamCore, connection_io_error};
 pub use trace::data_trace_enabled;
 

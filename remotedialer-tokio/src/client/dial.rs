@@ -6,10 +6,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use remotedialer_driver::dial::{CONNECT_NOT_ALLOWED, dial_timeout_text};
 use remotedialer_driver::{ConnectRequest, Pipe, SessionHandler};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::runtime::TokioTarget;
+
+pub use remotedialer_driver::dial_error_text;
 
 /// A dialed target: any tokio byte stream.
 pub trait TargetStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -50,25 +53,6 @@ pub fn dial_default(proto: &str, address: &str) -> DialFuture {
     })
 }
 
-/// Go's text for a failed dial, e.g. `dial tcp 127.0.0.1:1: connect:
-/// connection refused`, so a Go server's callers see what they expect.
-pub fn dial_error_text(proto: &str, address: &str, err: &io::Error) -> String {
-    let detail = match err.kind() {
-        io::ErrorKind::ConnectionRefused => "connect: connection refused".to_owned(),
-        io::ErrorKind::TimedOut => "i/o timeout".to_owned(),
-        io::ErrorKind::HostUnreachable => "connect: no route to host".to_owned(),
-        io::ErrorKind::NetworkUnreachable => "connect: network is unreachable".to_owned(),
-        _ => {
-            let text = err.to_string();
-            match text.find(" (os error") {
-                Some(i) => text.get(..i).unwrap_or(&text).to_lowercase(),
-                None => text,
-            }
-        }
-    };
-    format!("dial {proto} {address}: {detail}")
-}
-
 /// Handles connect requests on a client session.
 pub(crate) struct DialHandler {
     pub(crate) authorizer: Arc<ConnectAuthorizer>,
@@ -80,7 +64,7 @@ impl SessionHandler for DialHandler {
     fn connect_requested(&mut self, request: ConnectRequest) {
         if !(self.authorizer)(&request.proto, &request.address) {
             tracing::info!(proto = %request.proto, address = %request.address, "connect refused by authorizer");
-            request.stream.reset("connect not allowed");
+            request.stream.reset(CONNECT_NOT_ALLOWED);
             return;
         }
         let dialer = self.dialer.clone();
@@ -101,22 +85,8 @@ impl SessionHandler for DialHandler {
                     tracing::debug!(%proto, %address, error = %e, "dial failed");
                     stream.reset(&dial_error_text(&proto, &address, &e));
                 }
-                Err(_) => stream.reset(&format!("dial {proto} {address}: i/o timeout")),
+                Err(_) => stream.reset(&dial_timeout_text(&proto, &address)),
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_style_dial_errors() {
-        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
-        assert_eq!(
-            dial_error_text("tcp", "127.0.0.1:1", &refused),
-            "dial tcp 127.0.0.1:1: connect: connection refused"
-        );
     }
 }

@@ -12,6 +12,8 @@ use tokio::sync::watch;
 use tokio_tungstenite::Connector as WsConnector;
 use tungstenite::client::IntoClientRequest;
 
+pub use remotedialer_driver::Backoff;
+
 pub use dial::{
     ConnectAuthorizer, DialFuture, LocalDialer, TargetStream, dial_default, dial_error_text,
 };
@@ -30,28 +32,6 @@ pub(crate) type HandlerFactory = dyn Fn() -> Box<dyn SessionHandler> + Send + Sy
 
 /// Go's handshake timeout.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Reconnect delays: exponential from `initial` to `max`, with full jitter;
-/// back to `initial` after a session that lasted `healthy_after`.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// First delay.
-    pub initial: Duration,
-    /// Largest delay.
-    pub max: Duration,
-    /// A session that lasted this long resets the delay.
-    pub healthy_after: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(30),
-            healthy_after: Duration::from_secs(30),
-        }
-    }
-}
 
 /// Builds a [`Client`].
 pub struct ClientBuilder {
@@ -325,7 +305,7 @@ impl Client {
     /// exponential backoff and jitter, until [`cancel`](Self::cancel).
     pub async fn run(&self) {
         let mut cancelled = self.inner.cancel.subscribe();
-        let mut delay = self.inner.backoff.initial;
+        let mut schedule = self.inner.backoff.schedule();
         while !*cancelled.borrow() {
             let started = Instant::now();
             match self.connect_once().await {
@@ -335,16 +315,12 @@ impl Client {
             if *cancelled.borrow() {
                 break;
             }
-            if started.elapsed() >= self.inner.backoff.healthy_after {
-                delay = self.inner.backoff.initial;
-            }
-            let jittered = delay.mul_f64(rand::random::<f64>().max(0.1));
+            let jittered = schedule.next_delay(started.elapsed());
             tracing::info!(delay = ?jittered, "reconnecting");
             tokio::select! {
                 _ = tokio::time::sleep(jittered) => {}
                 _ = cancelled.changed() => break,
             }
-            delay = (delay * 2).min(self.inner.backoff.max);
         }
     }
 

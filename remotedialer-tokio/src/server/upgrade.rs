@@ -5,31 +5,18 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use remotedialer_driver::admission::{self, Admission};
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::Role as WsRole;
 
 use super::{Server, SessionKind};
 
-/// Header a peer server sends with its id.
-pub const PEER_ID_HEADER: &str = "X-API-Tunnel-ID";
-/// Header a peer server sends with its token.
-pub const PEER_TOKEN_HEADER: &str = "X-API-Tunnel-Token";
-
-/// What the application's authorizer decides about an upgrade request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Authorization {
-    /// Accept; the session belongs to this client key.
-    Allow(String),
-    /// Refuse: HTTP 401 `failed authentication`.
-    Deny,
-    /// Refuse with an error: HTTP 400 with this text.
-    Error(String),
-}
+pub use remotedialer_driver::admission::{Authorization, PEER_ID_HEADER, PEER_TOKEN_HEADER};
 
 pub(crate) fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body.into()));
@@ -37,49 +24,21 @@ pub(crate) fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Fu
     resp
 }
 
-fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.to_str()
-            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-            .unwrap_or(false)
-    })
-}
-
-/// Compares secrets without leaking where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
-}
-
 impl Server {
-    /// Decides who the request is: a peer with a valid id/token pair, a
-    /// client the authorizer accepts, or nobody.
+    /// Decides who the request is (the rules shared with the async-std
+    /// adapter): a peer with a valid id/token pair, a client the authorizer
+    /// accepts, or nobody.
     fn authorize(&self, parts: &http::request::Parts) -> Result<SessionKind, (StatusCode, String)> {
-        if let Some(id) = parts.headers.get(PEER_ID_HEADER) {
-            let id = id.to_str().unwrap_or_default();
-            let token = parts
-                .headers
-                .get(PEER_TOKEN_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            let known = self.inner.peer_token(id);
-            return match known {
-                Some(expected) if constant_time_eq(expected.as_bytes(), token.as_bytes()) => {
-                    Ok(SessionKind::Peer(id.to_owned()))
-                }
-                _ => Err((StatusCode::UNAUTHORIZED, "failed authentication".into())),
-            };
-        }
-        match (self.inner.authorizer)(parts) {
-            Authorization::Allow(key) => Ok(SessionKind::Client(key)),
-            Authorization::Deny => Err((StatusCode::UNAUTHORIZED, "failed authentication".into())),
-            Authorization::Error(text) => Err((StatusCode::BAD_REQUEST, text)),
-        }
+        admission::admit(
+            parts,
+            |id| self.inner.peer_token(id),
+            &*self.inner.authorizer,
+        )
+        .map(|admitted| match admitted {
+            Admission::Client(key) => SessionKind::Client(key),
+            Admission::Peer(id) => SessionKind::Peer(id),
+        })
+        .map_err(|refusal| (refusal.status, refusal.body))
     }
 
     /// Handles a tunnel upgrade request: authorizes it, answers `101
@@ -96,18 +55,9 @@ impl Server {
             Err((status, text)) => return respond(status, text),
         };
         let key = parts.headers.get(header::SEC_WEBSOCKET_KEY);
-        let is_upgrade = parts.method == http::Method::GET
-            && header_has_token(&parts.headers, header::CONNECTION, "upgrade")
-            && header_has_token(&parts.headers, header::UPGRADE, "websocket")
-            && parts
-                .headers
-                .get(header::SEC_WEBSOCKET_VERSION)
-                .is_some_and(|v| v == "13");
+        let is_upgrade = admission::is_websocket_upgrade(&parts);
         let Some(key) = key.filter(|_| is_upgrade) else {
-            return respond(
-                StatusCode::BAD_REQUEST,
-                "websocket: the client is not using the websocket protocol",
-            );
+            return respond(StatusCode::BAD_REQUEST, admission::NOT_WEBSOCKET);
         };
         let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
         let mut req = Request::from_parts(parts, body);
@@ -208,18 +158,5 @@ impl Server {
                 }
             });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn constant_time_eq_compares() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-        assert!(constant_time_eq(b"", b""));
     }
 }
