@@ -24,7 +24,9 @@ pub struct Config {
     /// not dial; adapters apply it.
     pub dial_timeout: Duration,
     /// Send Pause when a connection's unread bytes exceed this (Go's
-    /// `MaxBuffer`, 2 MiB).
+    /// `MaxBuffer`, 2 MiB). Once the session's unread bytes pass half of
+    /// `max_session_receive_buffer`, connections pause at `resume_threshold`
+    /// instead.
     pub pause_threshold: usize,
     /// Send Resume once reading brings them below this (Go: `MaxBuffer / 8`).
     pub resume_threshold: usize,

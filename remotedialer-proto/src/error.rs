@@ -58,6 +58,10 @@ pub enum ConnectionError {
     /// The local side closed or reset the connection.
     #[error("connection closed locally")]
     LocallyClosed,
+    /// The peer closed the connection gracefully (`Error "EOF"`); there is
+    /// no half-close, so nothing more can be written.
+    #[error("connection closed by peer")]
+    ClosedByPeer,
 }
 
 /// Result of [`Session::read`](crate::Session::read) when no bytes are returned.

@@ -90,7 +90,15 @@ impl Session {
             payload
         };
         let was_empty = conn.recv.is_empty();
-        let signal = conn.recv.push(payload, self.config.pause_threshold);
+        // Under session-wide pressure every connection pauses early, so many
+        // slow readers together stay inside the session budget instead of
+        // each filling up to the per-connection threshold.
+        let pause_at = if self.received_total > self.config.max_session_receive_buffer / 2 {
+            self.config.resume_threshold
+        } else {
+            self.config.pause_threshold
+        };
+        let signal = conn.recv.push(payload, pause_at);
         self.received_total += n;
         if was_empty {
             self.events.push_back(Event::Readable(conn_id));

@@ -31,7 +31,7 @@ impl Session {
             State::Open => {}
             State::Closing => return Err(WriteError::Closed(ConnectionError::LocallyClosed)),
             State::Finished(None) => {
-                return Err(WriteError::Closed(ConnectionError::LocallyClosed));
+                return Err(WriteError::Closed(ConnectionError::ClosedByPeer));
             }
             State::Finished(Some(e)) => return Err(WriteError::Closed(e.clone())),
         }
