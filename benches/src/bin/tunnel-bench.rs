@@ -127,7 +127,6 @@ fn run(args: &Args) -> io::Result<()> {
                 results
             })?
         }
-        // HOOK: the async-std adapter plugs in here (tunnel/rt_async_std.rs).
         RuntimeKind::AsyncStd => rt_async_std::run(session.clone(), echo_addr, &plan)?,
     };
     drop(echo_child);

@@ -5,34 +5,22 @@ use std::io;
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// User plus system CPU time of this process so far, from `/proc/self/stat`
-/// (fields 14 and 15, in clock ticks).
+/// User plus system CPU time of this process so far (all threads).
+///
+/// From `getrusage` rather than `/proc/self/stat`: the latter counts in
+/// 10 ms clock ticks, too coarse for the transfers of `--quick`.
 pub fn cpu_time() -> io::Result<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // The command name (field 2) is in parentheses and may hold spaces, so
-    // count fields from the last ')'.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .ok_or_else(|| io::Error::other("unexpected /proc/self/stat format"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
-    let tick = |i: usize| -> io::Result<u64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| io::Error::other("unexpected /proc/self/stat format"))
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
     };
-    let ticks = tick(11)? + tick(12)?;
-    Ok(Duration::from_secs_f64(
-        ticks as f64 / clock_ticks_per_sec(),
-    ))
-}
-
-fn clock_ticks_per_sec() -> f64 {
-    // SAFETY: sysconf only reads a constant of the C library.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 { hz as f64 } else { 100.0 }
+    Ok(tv(usage.ru_utime) + tv(usage.ru_stime))
 }
 
 /// Resident set size of this process in bytes (`VmRSS` of

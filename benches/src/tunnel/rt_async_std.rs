@@ -1,39 +1,204 @@
-//! HOOK: the async-std backend (`--runtime async-std`).
+//! The async-std backend (`--runtime async-std`): a
+//! `remotedialer_async_std::Server` and `Client` in this process, joined by
+//! a real WebSocket on 127.0.0.1, driven by async-std's executor.
 //!
-//! To plug the `remotedialer-async-std` adapter in, build a [`Backend`]
-//! here the way `rt_tokio::start` does, and run the suite inside
-//! `async_std::task::block_on`:
-//!
-//! * `rt`: `async_std::task::spawn` and `async_std::task::sleep`;
-//! * `tunnel`: the adapter's server dialing through its client over a real
-//!   WebSocket on 127.0.0.1; its stream implements the futures-io traits,
-//!   so wrap it in a small adapter to tokio's `AsyncRead`/`AsyncWrite`
-//!   (those traits need no tokio runtime);
-//! * `plain`: `async_std::net::TcpStream`, wrapped the same way;
-//! * `targets`: the tokio target servers, on a one-thread tokio runtime of
-//!   their own (they are not what is measured).
-//!
-//! Then `suite::run(&backend, plan)`, exactly as the tokio path does.
+//! The workloads are the same code as for tokio: async-std's streams speak
+//! the futures-io traits, so [`Compat`] presents them as tokio's (which need
+//! no tokio runtime). The plain TCP targets are not what is measured; they
+//! run on a one-worker tokio runtime of their own.
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use remotedialer_async_std::{
+    Authorization, Client, ClientBuilder, Server, ServerConfig, SessionHandle, Spawner,
+};
 use remotedialer_tokio::proto::Config;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-#[allow(unused_imports)] // Used once the backend is built here.
-use super::harness::Backend;
-use super::suite::{Plan, RunResult};
+use super::harness::{Backend, BoxConn, BoxFuture, Dial, Runtime, Targets};
+use super::suite::{self, Plan, RunResult};
+use super::targets;
 
-/// Runs the plan over the async-std adapter; not available until the
-/// adapter exists.
+/// The client key the benchmark's agent connects as.
+const CLIENT_KEY: &str = "bench";
+
+/// A futures-io stream as a tokio one.
+struct Compat<T>(T);
+
+impl<T: futures_io::AsyncRead + Unpin> AsyncRead for Compat<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        // Free when the caller's buffer is already initialized, as the
+        // workloads' are.
+        let dst = buf.initialize_unfilled();
+        match Pin::new(&mut self.0).poll_read(cx, dst) {
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: futures_io::AsyncWrite + Unpin> AsyncWrite for Compat<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+/// async-std's spawn and sleep.
+struct AsyncStdRuntime;
+
+impl Runtime for AsyncStdRuntime {
+    fn spawn(&self, task: BoxFuture<()>) {
+        // Dropping the JoinHandle detaches the task.
+        drop(async_std::task::spawn(task));
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<()> {
+        Box::pin(async_std::task::sleep(duration))
+    }
+}
+
+/// Plain loopback TCP with async-std's sockets: the floor.
+struct PlainTcp;
+
+impl Dial for PlainTcp {
+    fn dial(&self, target: SocketAddr) -> BoxFuture<io::Result<BoxConn>> {
+        Box::pin(async move {
+            let tcp = async_std::net::TcpStream::connect(target).await?;
+            tcp.set_nodelay(true)?;
+            Ok(Box::new(Compat(tcp)) as BoxConn)
+        })
+    }
+}
+
+/// Dials through the tunnel from the server side.
+struct Tunnel {
+    server: Server,
+    client_session: Arc<Mutex<Option<SessionHandle>>>,
+}
+
+impl Dial for Tunnel {
+    fn dial(&self, target: SocketAddr) -> BoxFuture<io::Result<BoxConn>> {
+        let server = self.server.clone();
+        Box::pin(async move {
+            let stream = server
+                .dial(CLIENT_KEY, "tcp", &target.to_string())
+                .await
+                .map_err(io::Error::other)?;
+            Ok(Box::new(Compat(stream)) as BoxConn)
+        })
+    }
+
+    fn live_connections(&self) -> Option<usize> {
+        let session = self
+            .client_session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Some(session.as_ref().map_or(0, |s| s.stats().connections))
+    }
+}
+
+/// Runs the plan over the async-std adapter.
 pub fn run(
-    _session: Config,
-    _echo_child: Option<SocketAddr>,
-    _plan: &Plan,
+    session: Config,
+    echo_child: Option<SocketAddr>,
+    plan: &Plan,
 ) -> io::Result<Vec<RunResult>> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "--runtime async-std: not available yet (the remotedialer-async-std adapter has no \
-         server/client API to benchmark yet); use --runtime tokio",
-    ))
+    let targets_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let targets = targets_rt.block_on(async {
+        Ok::<_, io::Error>(Targets {
+            source: targets::source().await?,
+            sink: targets::sink().await?,
+            echo: targets::echo().await?,
+            echo_child,
+        })
+    })?;
+    async_std::task::block_on(async {
+        let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("ws://{}/connect", listener.local_addr()?);
+        let server = Server::with_config(
+            Spawner::async_std(),
+            |req: &http::request::Parts| match req.headers.get("X-Tunnel-ID") {
+                Some(id) if id == CLIENT_KEY => Authorization::Allow(CLIENT_KEY.into()),
+                _ => Authorization::Deny,
+            },
+            ServerConfig {
+                session: session.clone(),
+                ..ServerConfig::default()
+            },
+        );
+        drop(async_std::task::spawn({
+            let server = server.clone();
+            async move { server.serve(listener).await }
+        }));
+        let client_session = Arc::new(Mutex::new(None));
+        let client: Client = ClientBuilder::new(url, Spawner::async_std())
+            .header("X-Tunnel-ID", CLIENT_KEY)
+            .connect_authorizer(|proto, address| {
+                proto == "tcp" && address.starts_with("127.0.0.1:")
+            })
+            .session_config(session)
+            .proxy_from_env(false)
+            .on_connect({
+                let slot = client_session.clone();
+                move |handle: &SessionHandle| {
+                    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle.clone());
+                }
+            })
+            .build()
+            .map_err(io::Error::other)?;
+        drop(async_std::task::spawn({
+            let client = client.clone();
+            async move { client.run().await }
+        }));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server.has_session(CLIENT_KEY) {
+            if Instant::now() > deadline {
+                return Err(io::Error::other(
+                    "the tunnel client did not connect within 10 s",
+                ));
+            }
+            async_std::task::sleep(Duration::from_millis(5)).await;
+        }
+        let backend = Backend {
+            rt: Arc::new(AsyncStdRuntime),
+            tunnel: Arc::new(Tunnel {
+                server: server.clone(),
+                client_session,
+            }),
+            plain: Arc::new(PlainTcp),
+            targets,
+        };
+        let results = suite::run(&backend, plan).await;
+        client.cancel();
+        server.shutdown().await;
+        results
+    })
 }

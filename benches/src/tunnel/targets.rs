@@ -14,6 +14,20 @@ use tokio::net::{TcpListener, TcpStream};
 /// Chunk the targets read and write in.
 const CHUNK: usize = 64 << 10;
 
+/// What the source sends and the uploader writes: one buffer shared by every
+/// connection, so B2's 64 sources do not each bring 64 KiB of cache misses.
+pub static PATTERN: [u8; CHUNK] = pattern();
+
+const fn pattern() -> [u8; CHUNK] {
+    let mut p = [0u8; CHUNK];
+    let mut i = 0;
+    while i < CHUNK {
+        p[i] = (i % 251) as u8;
+        i += 1;
+    }
+    p
+}
+
 async fn listen() -> io::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -53,11 +67,10 @@ pub async fn source() -> io::Result<SocketAddr> {
     let (listener, addr) = listen().await?;
     serve(listener, |mut tcp| async move {
         let len = tcp.read_u64_le().await?;
-        let chunk: Vec<u8> = (0..CHUNK).map(|i| (i % 251) as u8).collect();
         let mut left = len;
         while left > 0 {
             let n = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
-            tcp.write_all(chunk.get(..n).unwrap_or_default()).await?;
+            tcp.write_all(PATTERN.get(..n).unwrap_or_default()).await?;
             left -= n as u64;
         }
         tcp.shutdown().await

@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::harness::{BoxConn, Dial, Runtime, spawn_join};
 use super::measure;
+use super::targets::PATTERN;
 
 /// Buffer the dialer reads and writes with.
 const CHUNK: usize = 64 << 10;
@@ -182,7 +183,6 @@ pub async fn download(dial: &dyn Dial, source: SocketAddr, bytes: u64) -> io::Re
 /// B1-up: one connection, the dialer writes `bytes`, the target discards
 /// them and acknowledges the last one.
 pub async fn upload(dial: &dyn Dial, sink: SocketAddr, bytes: u64) -> io::Result<Transfer> {
-    let chunk: Vec<u8> = (0..CHUNK).map(|i| (i % 251) as u8).collect();
     let cpu = measure::cpu_time()?;
     let start = Instant::now();
     let mut conn = dial.dial(sink).await?;
@@ -190,7 +190,7 @@ pub async fn upload(dial: &dyn Dial, sink: SocketAddr, bytes: u64) -> io::Result
     let mut left = bytes;
     while left > 0 {
         let n = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
-        conn.write_all(chunk.get(..n).unwrap_or_default()).await?;
+        conn.write_all(PATTERN.get(..n).unwrap_or_default()).await?;
         left -= n as u64;
     }
     let mut ack = [0u8; 1];
