@@ -151,6 +151,8 @@ impl StreamCore {
     pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let mut st = self.shared.lock();
         if st.driver_gone {
+            drop(st);
+            self.shared.metrics.transmit_failed(buf.len());
             return Poll::Ready(Err(driver_gone()));
         }
         match st.session.write(self.conn_id, buf) {
@@ -167,7 +169,11 @@ impl StreamCore {
                 st.set_write_waker(self.conn_id, cx.waker());
                 Poll::Pending
             }
-            Err(e) => Poll::Ready(Err(write_io_error(e))),
+            Err(e) => {
+                drop(st);
+                self.shared.metrics.transmit_failed(buf.len());
+                Poll::Ready(Err(write_io_error(e)))
+            }
         }
     }
 

@@ -31,7 +31,12 @@ pub struct Config {
     /// Send Resume once reading brings them below this (Go: `MaxBuffer / 8`).
     pub resume_threshold: usize,
     /// Close a connection whose peer keeps sending past Pause until this many
-    /// bytes are unread.
+    /// bytes are unread. Bytes in flight when Pause is sent still arrive: the
+    /// sender's queued messages and the socket buffers of both directions
+    /// (the Pause may wait behind data going the other way), about 14 MiB
+    /// with Linux's default loopback buffers. So this must exceed
+    /// `pause_threshold` by more than the transport can hold, or a peer that
+    /// did stop is cut off.
     pub max_connection_receive_buffer: usize,
     /// Close the connection whose Data would push the unread bytes of the
     /// whole session past this.
@@ -75,7 +80,7 @@ impl Default for Config {
             dial_timeout: Duration::from_secs(60),
             pause_threshold: 2 << 20,
             resume_threshold: 256 << 10,
-            max_connection_receive_buffer: 16 << 20,
+            max_connection_receive_buffer: 64 << 20,
             max_session_receive_buffer: 256 << 20,
             max_connection_send_buffer: 512 << 10,
             max_session_send_buffer: 16 << 20,

@@ -13,7 +13,7 @@ use remotedialer_driver::{
     ConnectRequest, Metrics, RefuseConnects, SessionHandle, SessionHandler, SessionMetrics,
 };
 use remotedialer_proto::registry::{Registry, Route, forwarded_proto};
-use remotedialer_proto::{Config, Role, Session, SessionIdentity};
+use remotedialer_proto::{Config, Role, Session, SessionIdentity, SessionStats};
 use tokio::sync::{Notify, watch};
 use tokio_tungstenite::WebSocketStream;
 
@@ -194,6 +194,16 @@ impl Server {
             .collect();
         keys.sort();
         keys
+    }
+
+    /// Sizes (connections, buffered bytes, pauses) of this server's own
+    /// session for `client_key`, the one [`dial`](Self::dial) uses.
+    pub fn session_stats(&self, client_key: &str) -> Option<SessionStats> {
+        let route = self.inner.registry().route(client_key);
+        match route {
+            Some(Route::Local(session)) => Some(session.stats()),
+            _ => None,
+        }
     }
 
     /// A dialer bound to one client key.
