@@ -295,6 +295,12 @@ where
         }
         for _ in 0..ROUNDS {
             if this.ended.is_some() {
+                // Messages taken from the core before it ended (a graceful
+                // shutdown's last Data and EOFs) still go out first.
+                this.write_out(cx);
+                if !this.outbox.is_empty() && this.transport_error.is_none() {
+                    return Poll::Pending;
+                }
                 return match this.poll_closing(cx) {
                     Poll::Ready(()) => Poll::Ready(this.finish()),
                     Poll::Pending => Poll::Pending,

@@ -96,6 +96,20 @@ impl SessionHandle {
         wake.wake();
     }
 
+    /// Ends the session without losing written bytes: every stream is closed
+    /// gracefully (what was written still goes out, then `Error "EOF"`) and
+    /// gets an error for further use; the session ends once flushed. A stream
+    /// the peer keeps paused can hold this up, so follow with
+    /// [`shutdown`](Self::shutdown) after a deadline.
+    pub fn shutdown_gracefully(&self) {
+        let mut st = self.shared.lock();
+        st.session.shutdown_gracefully();
+        let mut wake = Wakeups::default();
+        wake.push(st.take_driver());
+        drop(st);
+        wake.wake();
+    }
+
     /// True once the session has ended.
     pub fn is_closed(&self) -> bool {
         let st = self.shared.lock();

@@ -51,12 +51,17 @@ pub struct Pipe<T> {
     download: Option<Bytes>,
     download_unflushed: bool,
     shutting_down: bool,
+    /// The tunnel refused further uploads; only the download goes on.
+    upload_stopped: bool,
 }
 
 enum Turn {
     Idle,
     Busy,
     Done,
+    /// The tunnel takes no more bytes, but what it already delivered must
+    /// still reach the target.
+    Stopped,
 }
 
 impl<T: TargetIo> Pipe<T> {
@@ -69,6 +74,7 @@ impl<T: TargetIo> Pipe<T> {
             download: None,
             download_unflushed: false,
             shutting_down: false,
+            upload_stopped: false,
         }
     }
 
@@ -83,7 +89,7 @@ impl<T: TargetIo> Pipe<T> {
                     }
                     Turn::Busy
                 }
-                Poll::Ready(Err(_)) => Turn::Done,
+                Poll::Ready(Err(_)) => Turn::Stopped,
                 Poll::Pending => Turn::Idle,
             };
         }
@@ -111,7 +117,7 @@ impl<T: TargetIo> Pipe<T> {
                             let rest = data.get(w..).unwrap_or_default();
                             (Turn::Busy, Some(Bytes::copy_from_slice(rest)))
                         }
-                        Poll::Ready(Err(_)) => (Turn::Done, None),
+                        Poll::Ready(Err(_)) => (Turn::Stopped, None),
                         Poll::Pending => (Turn::Busy, Some(Bytes::copy_from_slice(data))),
                     }
                 }
@@ -179,8 +185,15 @@ impl<T: TargetIo> Future for Pipe<T> {
         }
         let mut busy = false;
         for _ in 0..TURNS {
+            if this.upload_stopped {
+                break;
+            }
             match this.upload_turn(cx) {
                 Turn::Done => return Poll::Ready(()),
+                Turn::Stopped => {
+                    this.upload_stopped = true;
+                    this.upload = None;
+                }
                 Turn::Busy => busy = true,
                 Turn::Idle => break,
             }
@@ -191,7 +204,7 @@ impl<T: TargetIo> Future for Pipe<T> {
                     let _ = this.target.poll_flush(cx);
                     return this.target.poll_shutdown(cx).map(|_| ());
                 }
-                Turn::Done => return Poll::Ready(()),
+                Turn::Done | Turn::Stopped => return Poll::Ready(()),
                 Turn::Busy => busy = true,
                 Turn::Idle => break,
             }

@@ -39,6 +39,7 @@ pub fn connection_io_error(err: ConnectionError) -> io::Error {
             io::ErrorKind::ConnectionRefused
         }
         ConnectionError::LocallyClosed => io::ErrorKind::NotConnected,
+        ConnectionError::ClosedByPeer => io::ErrorKind::BrokenPipe,
         ConnectionError::SessionClosed(_) => io::ErrorKind::ConnectionAborted,
         _ => io::ErrorKind::ConnectionReset,
     };

@@ -29,6 +29,9 @@ pub(crate) struct Connection {
     pub(crate) scheduled: bool,
     /// A write was refused by flow control: a Writable event is owed.
     pub(crate) write_blocked: bool,
+    /// Why a Closing connection is closing, when it was not the
+    /// application's own close (a graceful session shutdown).
+    pub(crate) closed_by: Option<Box<ConnectionError>>,
 }
 
 impl Connection {
@@ -40,10 +43,19 @@ impl Connection {
             send: SendQueue::default(),
             scheduled: false,
             write_blocked: false,
+            closed_by: None,
         }
     }
 
     pub(crate) fn is_open(&self) -> bool {
         self.state == State::Open
+    }
+
+    /// The error reads and writes report while Closing.
+    pub(crate) fn closing_error(&self) -> ConnectionError {
+        self.closed_by
+            .as_deref()
+            .cloned()
+            .unwrap_or(ConnectionError::LocallyClosed)
     }
 }

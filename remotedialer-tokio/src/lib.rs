@@ -33,7 +33,7 @@ pub use error::{ClientError, DialError};
 pub use remotedialer_driver::{Metrics, SessionHandle, data_trace_enabled};
 pub use remotedialer_proto as proto;
 pub use server::{
-    Authorization, Authorizer, Connector, DialRoute, Dialer, PEER_ID_HEADER, PEER_TOKEN_HEADER,
-    PeerConfig, PeerError, PeerStatus, Server, ServerConfig, TunnelConnection,
+    Authorization, Authorizer, Connector, DRAIN_DEADLINE, DialRoute, Dialer, PEER_ID_HEADER,
+    PEER_TOKEN_HEADER, PeerConfig, PeerError, PeerStatus, Server, ServerConfig, TunnelConnection,
 };
 pub use stream::TunnelStream;

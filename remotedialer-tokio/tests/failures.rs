@@ -384,3 +384,37 @@ async fn cancel_ends_the_session_and_run() {
     assert!(c.connect_once().await.is_ok());
     assert!(!srv.server.has_session("foo"));
 }
+
+/// Nothing lost: bytes a stream accepted before `Server::shutdown` still reach
+/// the target, then it sees EOF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_shutdown_delivers_bytes_already_written() {
+    let (srv, _client) = connected_pair().await;
+    // A target that only counts what it reads.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    let counted = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0usize;
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    });
+    let mut stream = srv
+        .server
+        .dial("foo", "tcp", &target.to_string())
+        .await
+        .unwrap();
+    let data = vec![7u8; 4 << 20];
+    // Returns once the core took the last byte, before it all went out.
+    stream.write_all(&data).await.unwrap();
+    within("shutdown", Duration::from_secs(10), srv.server.shutdown()).await;
+    let total = within("target EOF", Duration::from_secs(10), counted)
+        .await
+        .unwrap();
+    assert_eq!(total, data.len(), "every accepted byte arrived");
+}

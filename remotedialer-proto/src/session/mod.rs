@@ -96,6 +96,8 @@ pub struct Session {
     remote_clients: HashMap<String, HashSet<i64>>,
     remote_client_count: usize,
     closed: Option<SessionError>,
+    /// [`Session::shutdown_gracefully`] was called: flushing, then closing.
+    draining: bool,
     scratch: BytesMut,
 }
 
@@ -126,6 +128,7 @@ impl Session {
             remote_clients: HashMap::new(),
             remote_client_count: 0,
             closed: None,
+            draining: false,
             scratch: BytesMut::new(),
         })
     }
@@ -205,6 +208,9 @@ impl Session {
         }
         if let Some(err) = &self.closed {
             return Err(OpenError::SessionClosed(err.clone()));
+        }
+        if self.draining {
+            return Err(OpenError::SessionClosed(SessionError::Shutdown));
         }
         if proto.contains('/') {
             return Err(OpenError::InvalidTarget("proto contains '/'"));
@@ -308,6 +314,53 @@ impl Session {
     /// ends with this error.
     pub fn handle_disconnect(&mut self, reason: &str) {
         self.fail(SessionError::Disconnected(reason.to_owned()));
+    }
+
+    /// Ends the session without losing what was written: every open
+    /// connection is closed gracefully (its queued Data, then `Error "EOF"`),
+    /// reports [`Event::Closed`] with [`SessionError::Shutdown`] to the
+    /// application, no new connection is opened or accepted, and the session
+    /// ends once every queue is flushed. A connection the peer keeps paused
+    /// can hold this up: adapters put a deadline on it and then call
+    /// [`shutdown`](Self::shutdown).
+    pub fn shutdown_gracefully(&mut self) {
+        if self.closed.is_some() || self.draining {
+            return;
+        }
+        self.draining = true;
+        let mut open: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_open())
+            .map(|(id, _)| *id)
+            .collect();
+        open.sort_unstable();
+        let error = ConnectionError::SessionClosed(SessionError::Shutdown);
+        for conn_id in open {
+            self.close(conn_id);
+            if let Some(conn) = self.conns.get_mut(&conn_id) {
+                conn.closed_by = Some(Box::new(error.clone()));
+            }
+            let error = Some(error.clone());
+            self.events.push_back(Event::Closed { conn_id, error });
+        }
+        self.finish_drain_if_done();
+    }
+
+    /// True while a graceful shutdown is flushing.
+    pub fn is_draining(&self) -> bool {
+        self.draining && self.closed.is_none()
+    }
+
+    /// Ends a draining session once nothing is left to flush.
+    pub(super) fn finish_drain_if_done(&mut self) {
+        if self.draining
+            && self.closed.is_none()
+            && self.control.is_empty()
+            && !self.conns.values().any(|c| c.state == State::Closing)
+        {
+            self.fail(SessionError::Shutdown);
+        }
     }
 
     /// Ends the session from the local side; every connection gets an error.

@@ -122,6 +122,10 @@ impl Session {
             self.reply_error(conn_id, "connect not allowed");
             return;
         }
+        if self.draining {
+            self.reply_error(conn_id, "session shutting down");
+            return;
+        }
         if let Some(existing) = self.conns.get(&conn_id) {
             if existing.is_open() {
                 self.finish(conn_id, Some(ConnectionError::DuplicateId));

@@ -29,7 +29,7 @@ impl Session {
             .ok_or(WriteError::UnknownConnection(conn_id))?;
         match &conn.state {
             State::Open => {}
-            State::Closing => return Err(WriteError::Closed(ConnectionError::LocallyClosed)),
+            State::Closing => return Err(WriteError::Closed(conn.closing_error())),
             State::Finished(None) => {
                 return Err(WriteError::Closed(ConnectionError::ClosedByPeer));
             }
@@ -104,7 +104,7 @@ impl Session {
             State::Open => Err(ReadError::Blocked),
             State::Finished(None) => Ok(None),
             State::Finished(Some(e)) => Err(ReadError::Closed(e.clone())),
-            State::Closing => Err(ReadError::Closed(ConnectionError::LocallyClosed)),
+            State::Closing => Err(ReadError::Closed(conn.closing_error())),
         }
     }
 
@@ -176,7 +176,7 @@ impl Session {
                     return Some(Transmit::Message(bytes));
                 }
                 Some(Outgoing::Eof(bytes)) => {
-                    self.remove(conn_id);
+                    self.after_eof_sent(conn_id);
                     return Some(Transmit::Message(bytes));
                 }
                 None => continue,
@@ -187,7 +187,25 @@ impl Session {
         // while there is room, or they wait for ever when connections the
         // peer paused hold more than half of it.
         self.wake_budget_waiters();
+        self.finish_drain_if_done();
         None
+    }
+
+    /// A connection's closing `Error "EOF"` went out. One the application
+    /// closed is forgotten; one a graceful shutdown closed stays, ended with
+    /// that reason, until the application releases it.
+    fn after_eof_sent(&mut self, conn_id: ConnId) {
+        let closed_by = self
+            .conns
+            .get_mut(&conn_id)
+            .and_then(|c| c.closed_by.take());
+        match (closed_by, self.conns.get_mut(&conn_id)) {
+            (Some(reason), Some(conn)) => {
+                conn.state = State::Finished(Some(*reason));
+                self.send_total -= conn.send.clear();
+            }
+            _ => self.remove(conn_id),
+        }
     }
 
     /// Reschedules a connection after one of its Data messages went out, and

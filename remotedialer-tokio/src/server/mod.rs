@@ -25,6 +25,10 @@ use crate::error::DialError;
 use crate::runtime::TokioTimer;
 use crate::stream::TunnelStream;
 
+/// How long [`Server::shutdown`] lets sessions flush written bytes before
+/// cutting them.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+
 /// Decides whether an upgrade request may open a session, and for which
 /// client key. Called with the request head (method, URI, headers).
 pub type Authorizer = dyn Fn(&http::request::Parts) -> Authorization + Send + Sync;
@@ -267,10 +271,12 @@ impl Server {
         metrics.buffered_bytes.set(buffered);
     }
 
-    /// Stops accepting sessions and ends every live one: each open stream
-    /// gets an error, each agent and peer sees its WebSocket close, and the
-    /// links to peers close. Waits (up to 5 s) for the session tasks to
-    /// finish.
+    /// Stops accepting sessions and ends every live one: bytes streams have
+    /// already written are still delivered (then `Error "EOF"`), each open
+    /// stream gets an error for further use, each agent and peer sees its
+    /// WebSocket close, and the links to peers close. A stream whose peer
+    /// keeps it paused is cut after [`DRAIN_DEADLINE`]; then it waits (up to
+    /// 5 s) for the session tasks to finish.
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
         let _ = self.inner.shutdown_tx.send(true);
@@ -283,23 +289,32 @@ impl Server {
                 .map(|(_, s)| s.clone())
                 .collect()
         };
-        for s in sessions {
+        // First flush what every stream was told it wrote, then cut whatever
+        // is still stuck (a stream the peer keeps paused).
+        for s in &sessions {
+            s.shutdown_gracefully();
+        }
+        let _ = tokio::time::timeout(DRAIN_DEADLINE, self.sessions_finished()).await;
+        for s in &sessions {
             s.shutdown();
         }
-        let wait = async {
-            loop {
-                let notified = self.inner.sessions_done.notified();
-                if self.inner.active_sessions.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        };
+        let wait = self.sessions_finished();
         let all = async {
             wait.await;
             links.join().await;
         };
         let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
+    }
+
+    /// Resolves once no session task is running.
+    async fn sessions_finished(&self) {
+        loop {
+            let notified = self.inner.sessions_done.notified();
+            if self.inner.active_sessions.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Runs one upgraded session to its end.
