@@ -56,6 +56,9 @@ struct Args {
     /// protocol's 32 KiB, as Go sends).
     #[arg(long)]
     max_data_message: Option<usize>,
+    /// tokio worker threads (default: one per core).
+    #[arg(long)]
+    worker_threads: Option<usize>,
     /// Internal: run as B4's echo target and print the port.
     #[arg(long, hide = true)]
     echo_child: bool,
@@ -117,9 +120,11 @@ fn run(args: &Args) -> io::Result<()> {
     let echo_addr = echo_child.as_ref().map(|c| c.addr);
     let results = match args.runtime {
         RuntimeKind::Tokio => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = args.worker_threads {
+                builder.worker_threads(n.max(1));
+            }
+            let rt = builder.enable_all().build()?;
             rt.block_on(async {
                 let (backend, tunnel) = rt_tokio::start(session.clone(), echo_addr).await?;
                 let results = suite::run(&backend, &plan).await;
