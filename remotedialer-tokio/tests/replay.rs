@@ -42,25 +42,29 @@
 mod peer;
 #[path = "replay/play.rs"]
 mod play;
+#[path = "replay/policy.rs"]
+mod policy;
+#[path = "replay/targets.rs"]
+mod targets;
 #[path = "replay/transcript.rs"]
 mod transcript;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use peer::{Check, Expect, Peer, WAIT};
-use play::{Player, Policy, Step};
-use remotedialer_tokio::proto::{Body, Config, ConnId, Message, MessageType};
+use peer::{Peer, WAIT};
+use play::Player;
+use policy::{rust_client_policy, rust_server_policy};
+use remotedialer_tokio::proto::{Body, Config, MessageType};
 use remotedialer_tokio::{
     Authorization, Client, ClientBuilder, ClientError, Server, SessionHandle, TunnelStream,
 };
+use targets::{EchoServer, refused_address, source_server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use transcript::{Dir, Entry, Kind, Transcript, tail, with_payload};
+use transcript::{Dir, Transcript};
 use tungstenite::client::IntoClientRequest;
 
 const IDLE: &str = "idle_one_conn_pings_and_sync";
@@ -128,139 +132,6 @@ impl Phases {
 
 /// The connections of the session.
 const CONNS: [i64; 5] = [2, 3, 4, 5, 6];
-
-/// What the side under test must send for a binary entry of the other
-/// side: shared by both roles.
-fn expect_reply(t: &Transcript, e: &Entry) -> Step {
-    let msg = e.message();
-    let conn = msg.conn_id.0;
-    let go_side = match e.dir {
-        Dir::C2s => Dir::S2c,
-        Dir::S2c => Dir::C2s,
-    };
-    match &msg.body {
-        Body::Data(p) => Step::ExpectData {
-            conn,
-            len: p.len() as u64,
-        },
-        Body::Error(_) if t.closed_before(e.seq, go_side, conn) => Step::Skip(
-            "Go sends more Errors for a connection the other side already closed \
-             (an echo, or its pipe's own close); ours sends one Error per close",
-        ),
-        Body::Error(_) if t.failed_before(e.seq) => {
-            Step::Skip("written by Go after the WebSocket had failed")
-        }
-        Body::Error(_) => Step::Expect(Expect {
-            seq: e.seq,
-            check: Check::Tail(tail(&e.bytes).to_vec()),
-            data_before: Some(t.data_before(e.seq, e.dir, conn)),
-        }),
-        _ => Step::Expect(Expect {
-            seq: e.seq,
-            check: Check::Tail(tail(&e.bytes).to_vec()),
-            data_before: None,
-        }),
-    }
-}
-
-/// Our server under test: the Go client's entries are sent.
-fn rust_server_policy() -> Policy {
-    Box::new(|t, e| match (e.dir, e.kind) {
-        (Dir::C2s, Kind::Binary) => Step::Send(e.bytes.clone()),
-        (Dir::C2s, Kind::Ping) => Step::SendPing,
-        (Dir::C2s, Kind::RecvError) => Step::Drop,
-        (Dir::S2c, Kind::Pong) => Step::ExpectPong,
-        (Dir::S2c, Kind::SendError) => Step::Skip("Go's server wrote to the dropped connection"),
-        (Dir::S2c, Kind::Binary) if e.conn_id() == 999_999 => Step::Skip(
-            "Data for a connection that does not exist, injected by the Go harness; \
-             a Server only sends Data on connections it opened",
-        ),
-        (Dir::S2c, Kind::Binary) => expect_reply(t, e),
-        _ => Step::Skip("not in this transcript"),
-    })
-}
-
-/// Our client under test: the Go server's entries are sent, with the Go
-/// run's target addresses replaced by ours.
-fn rust_client_policy(addresses: Vec<(String, String)>) -> Policy {
-    let remap = move |bytes: &Bytes| -> Bytes {
-        let ty = Message::decode(bytes.clone()).map(|m| m.message_type());
-        if !matches!(ty, Ok(MessageType::Connect | MessageType::Error)) {
-            return bytes.clone();
-        }
-        let p = transcript::payload(bytes);
-        let mut text = String::from_utf8_lossy(p).into_owned();
-        for (go, ours) in &addresses {
-            text = text.replace(go.as_str(), ours);
-        }
-        if text.as_bytes() == p {
-            bytes.clone()
-        } else {
-            Bytes::from(with_payload(bytes, text.as_bytes()))
-        }
-    };
-    Box::new(move |t, e| match (e.dir, e.kind) {
-        (Dir::S2c, Kind::Binary) => Step::Send(remap(&e.bytes)),
-        (Dir::S2c, Kind::SendError) => Step::Drop,
-        (Dir::S2c, Kind::Pong) => Step::Skip("pongs are the WebSocket layer's"),
-        (Dir::C2s, Kind::Ping) => {
-            Step::Skip("our client pings on its own (fast) timer; counted separately")
-        }
-        (Dir::C2s, Kind::RecvError) => Step::Skip(
-            "Go's client drops the session when its authorizer refuses a Connect; ours does not",
-        ),
-        (Dir::C2s, Kind::Binary) => {
-            let msg = e.message();
-            let conn = msg.conn_id.0;
-            match &msg.body {
-                Body::SyncConnections(_) => Step::ExpectSync {
-                    seq: e.seq,
-                    tail: tail(&e.bytes).to_vec(),
-                },
-                Body::Error(text)
-                    if e.phase == "connect_denied_by_client_authorizer"
-                        && text.as_ref() == b"tunnel disconnect" =>
-                {
-                    // Ours refuses the one connection and keeps the session.
-                    let refused = t.entries[..e.seq as usize]
-                        .iter()
-                        .rev()
-                        .find(|x| {
-                            x.dir == Dir::S2c && x.message_type() == Some(MessageType::Connect)
-                        })
-                        .expect("the refused Connect")
-                        .conn_id();
-                    let reply =
-                        Message::error(0, ConnId(refused), "connect not allowed").to_bytes();
-                    Step::Expect(Expect {
-                        seq: e.seq,
-                        check: Check::Tail(tail(&reply).to_vec()),
-                        data_before: None,
-                    })
-                }
-                Body::Error(_) if conn == 999_999 => Step::Expect(Expect {
-                    seq: e.seq,
-                    check: Check::ErrorText {
-                        conn,
-                        prefix: "connection not found ".into(),
-                        suffix: format!("/0/{conn}"),
-                    },
-                    data_before: None,
-                }),
-                Body::Error(_) => match expect_reply(t, e) {
-                    Step::Expect(mut exp) => {
-                        // Dial errors name our target's address.
-                        exp.check = Check::Tail(tail(&remap(&e.bytes)).to_vec());
-                        Step::Expect(exp)
-                    }
-                    other => other,
-                },
-                _ => expect_reply(t, e),
-            }
-        }
-        _ => Step::Skip("not in this transcript"),
-    })
-}
 
 fn expect_streams(peer: &mut Peer, t: &Transcript, rust_dir: Dir) {
     for conn in CONNS {
@@ -438,99 +309,6 @@ async fn go_client_messages_against_rust_server() {
     for (seq, why) in &player.skipped {
         eprintln!("skipped seq {seq}: {why}");
     }
-}
-
-/// One connection accepted by [`EchoServer`].
-#[derive(Default)]
-struct EchoConn {
-    received: AtomicU64,
-    closed: AtomicBool,
-}
-
-/// Echoes every connection; reads never wait for writes, so the client's
-/// writes to it always complete (a paused tunnel backs up its other
-/// direction only).
-struct EchoServer {
-    addr: SocketAddr,
-    conns: Arc<Mutex<Vec<Arc<EchoConn>>>>,
-}
-
-impl EchoServer {
-    async fn start() -> EchoServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let conns: Arc<Mutex<Vec<Arc<EchoConn>>>> = Arc::default();
-        let list = conns.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let conn = Arc::new(EchoConn::default());
-                list.lock().unwrap().push(conn.clone());
-                let (mut r, mut w) = tcp.into_split();
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 64 << 10];
-                    while let Ok(n) = r.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        conn.received.fetch_add(n as u64, Ordering::SeqCst);
-                        if tx.send(buf[..n].to_vec()).is_err() {
-                            break;
-                        }
-                    }
-                    conn.closed.store(true, Ordering::SeqCst);
-                });
-                tokio::spawn(async move {
-                    while let Some(chunk) = rx.recv().await {
-                        if w.write_all(&chunk).await.is_err() {
-                            return;
-                        }
-                    }
-                    let _ = w.shutdown().await;
-                });
-            }
-        });
-        EchoServer { addr, conns }
-    }
-
-    fn conn(&self, i: usize) -> Option<Arc<EchoConn>> {
-        self.conns.lock().unwrap().get(i).cloned()
-    }
-}
-
-/// Sends `content` to each connection, then closes it. After the first
-/// `split` bytes it waits for `gate`, so that the connection is still open
-/// when the Go side's Pause arrives (as it was in the Go run, whose reader
-/// was slow).
-async fn source_server(content: Vec<u8>, split: usize, gate: Arc<Notify>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let content = Arc::new(content);
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            let content = content.clone();
-            let gate = gate.clone();
-            tokio::spawn(async move {
-                let (first, rest) = content.split_at(split.min(content.len()));
-                if tcp.write_all(first).await.is_err() {
-                    return;
-                }
-                gate.notified().await;
-                if tcp.write_all(rest).await.is_ok() {
-                    let _ = tcp.shutdown().await;
-                    let mut sink = [0u8; 64];
-                    let _ = tcp.read(&mut sink).await;
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// A loopback address where nothing listens.
-async fn refused_address() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
 }
 
 fn paused_by_peer(handle: &Mutex<Option<SessionHandle>>) -> usize {

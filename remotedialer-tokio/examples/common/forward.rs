@@ -42,7 +42,9 @@ pub async fn run(server: Server, spec: ForwardSpec, listener: TcpListener) {
                     human_bytes(up),
                     human_bytes(down)
                 ),
-                Err(e) => tracing::info!(%peer, "forward to {target} ended: {e}"),
+                // Once one side closes, remotedialer closes both directions,
+                // so the other copy usually ends with "closed locally".
+                Err(e) => tracing::info!(%peer, "forward to {target} closed ({e})"),
             }
         });
     }
