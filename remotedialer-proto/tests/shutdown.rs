@@ -5,7 +5,9 @@
 mod common;
 
 use common::{End, Pair, Side, pattern, small_config};
-use remotedialer_proto::{Body, ConnectionError, Event, Message, OpenError, SessionError};
+use remotedialer_proto::{
+    Body, ConnectionError, Event, Message, OpenError, ReadError, SessionError,
+};
 
 #[test]
 fn graceful_shutdown_flushes_every_accepted_byte_then_ends() {
@@ -52,6 +54,17 @@ fn graceful_shutdown_flushes_every_accepted_byte_then_ends() {
         Some(&SessionError::Shutdown),
         "the session ends once flushed"
     );
+    // The application still holds its handles: each reports the shutdown,
+    // and releasing it frees the state.
+    for conn in [a, b] {
+        assert_eq!(
+            p.session(Side::Server).read(conn, 16),
+            Err(ReadError::Closed(ConnectionError::SessionClosed(
+                SessionError::Shutdown
+            )))
+        );
+        p.session(Side::Server).close(conn);
+    }
     assert_eq!(p.session(Side::Server).connection_count(), 0);
 }
 
