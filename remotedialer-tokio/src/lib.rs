@@ -37,3 +37,8 @@ pub use server::{
     PEER_TOKEN_HEADER, PeerConfig, PeerError, PeerStatus, Server, ServerConfig, TunnelConnection,
 };
 pub use stream::TunnelStream;
+
+/// The README's complete examples, compiled and run by `cargo test`.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
