@@ -208,4 +208,37 @@ async fn connect_via_an_http_proxy<R: Runtime>() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("407"), "{err}");
+    // A whole agent session through the proxy, to a TLS server.
+    let (cert, key) = test_certificate();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = Server::new(R::spawner(), tunnel_id_authorizer);
+    let tls_config = tls::server_config(cert.as_bytes(), key.as_bytes()).unwrap();
+    let s = server.clone();
+    R::spawner().spawn(async move {
+        s.serve_tls(listener, tls_config).await.unwrap();
+    });
+    let agent = run_built::<R>(
+        builder::<R>(
+            &format!("wss://localhost:{port}/connect"),
+            "foo",
+            Config::default(),
+        )
+        .tls_roots(TlsRoots::CustomCa(cert.into_bytes()))
+        .proxy(proxy_url),
+    );
+    agent.wait_sessions(1).await;
+    wait_for("server session", || server.has_session("foo")).await;
+    let mut s = server.dial("foo", "tcp", &echo.to_string()).await.unwrap();
+    s.write_all(b"via proxy").await.unwrap();
+    let mut back = [0u8; 9];
+    s.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"via proxy");
+    let heads = heads.lock().unwrap();
+    assert_eq!(heads.len(), 2);
+    assert!(
+        heads[1].starts_with(&format!("CONNECT localhost:{port} HTTP/1.1\r\n")),
+        "{}",
+        heads[1]
+    );
 }

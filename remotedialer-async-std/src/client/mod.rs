@@ -41,6 +41,7 @@ pub struct ClientBuilder {
     roots: TlsRoots,
     tls: Option<Arc<rustls::ClientConfig>>,
     use_env_proxy: bool,
+    proxy: Option<Uri>,
     on_connect: Option<Arc<ConnectHook>>,
     backoff: Backoff,
     max_message: usize,
@@ -72,6 +73,7 @@ impl ClientBuilder {
             roots: TlsRoots::default(),
             tls: None,
             use_env_proxy: true,
+            proxy: None,
             on_connect: None,
             backoff: Backoff::default(),
             max_message: remotedialer_driver::DEFAULT_MAX_MESSAGE,
@@ -145,6 +147,15 @@ impl ClientBuilder {
         self
     }
 
+    /// Always reaches the server through this HTTP proxy (`http://host:port`,
+    /// optionally `http://user:pass@host:port`) with `CONNECT`, whatever the
+    /// environment says. Unlike a proxy from the environment, it is used for
+    /// `localhost` and loopback servers too.
+    pub fn proxy(mut self, proxy: Uri) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
     /// Called with the session handle each time a session is established.
     pub fn on_connect(mut self, hook: impl Fn(&SessionHandle) + Send + Sync + 'static) -> Self {
         self.on_connect = Some(Arc::new(hook));
@@ -201,6 +212,7 @@ impl ClientBuilder {
                 session: self.session,
                 tls,
                 use_env_proxy: self.use_env_proxy,
+                proxy: self.proxy,
                 on_connect: self.on_connect,
                 backoff: self.backoff,
                 max_message: self.max_message,
@@ -240,6 +252,7 @@ struct ClientInner {
     session: Config,
     tls: Option<Arc<rustls::ClientConfig>>,
     use_env_proxy: bool,
+    proxy: Option<Uri>,
     on_connect: Option<Arc<ConnectHook>>,
     backoff: Backoff,
     max_message: usize,
@@ -390,10 +403,10 @@ impl Client {
             url: url.clone(),
             source,
         };
-        let proxy = if inner.use_env_proxy {
-            proxy::proxy_for(secure, &host, port)
-        } else {
-            None
+        let proxy = match &inner.proxy {
+            Some(p) => Some(p.clone()),
+            None if inner.use_env_proxy => proxy::proxy_for(secure, &host, port),
+            None => None,
         };
         let tcp = match proxy {
             Some(p) => proxy::connect_via(&p, bare_host, port).await,

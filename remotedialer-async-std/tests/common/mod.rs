@@ -146,14 +146,17 @@ pub fn tunnel_id_authorizer(req: &http::request::Parts) -> Authorization {
 }
 
 /// Short ping and sync intervals, so those paths run inside every test. The
-/// keepalive timeout stays long: with 2 cores shared by many builds and
-/// tests, a busy debug process can stall for a second.
+/// keepalive timeout and the sync grace stay long: with 2 cores shared by
+/// many builds and tests, a busy debug process can stall for a second, and
+/// a Connect queued behind megabytes of Data can take that long to reach
+/// the agent (a SyncConnections sent before it arrives does not list the
+/// connection; the grace keeps the server from closing it).
 pub fn fast_config() -> Config {
     Config {
         ping_interval: Duration::from_millis(200),
         keepalive_timeout: Duration::from_secs(15),
         sync_interval: Duration::from_millis(500),
-        sync_grace: Duration::from_millis(500),
+        sync_grace: Duration::from_secs(10),
         ..Config::default()
     }
 }
