@@ -1235,9 +1235,7 @@ mod model {
             let peer = &conn.local[idx(side.other())];
             let ok = match e {
                 // Writes after the peer's graceful close say the stream is over.
-                ConnectionError::ClosedByPeer => {
-                    what == "write" && *peer == Some(LocalEnd::Closed)
-                }
+                ConnectionError::ClosedByPeer => what == "write" && *peer == Some(LocalEnd::Closed),
                 ConnectionError::Remote(text) => *peer == Some(LocalEnd::Reset(text.clone())),
                 ConnectionError::SessionClosed(_) => self.dead,
                 _ => false,
