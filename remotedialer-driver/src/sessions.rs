@@ -4,6 +4,7 @@
 //! adds the listener, the WebSocket upgrade and a task that polls each
 //! session's [`Driver`].
 
+use crate::error::DialError;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
@@ -13,7 +14,7 @@ use futures_core::Stream;
 use futures_sink::Sink;
 use remotedialer_proto::registry::{Registry, Route, forwarded_proto};
 use remotedialer_proto::{
-    Config, ConfigError, OpenError, Role, Session, SessionError, SessionIdentity, SessionStats,
+    Config, ConfigError, Role, Session, SessionError, SessionIdentity, SessionStats,
 };
 use tungstenite::{Error as WsError, Message};
 
@@ -26,21 +27,6 @@ use crate::stream::StreamCore;
 /// Decides whether an upgrade request may open a session, and for which
 /// client key. Called with the request head (method, URI, headers).
 pub type Authorizer = dyn Fn(&http::request::Parts) -> Authorization + Send + Sync;
-
-/// Why a dial through the tunnel failed before a stream existed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DialError {
-    /// No session (local or through a peer) reaches this client.
-    #[error("failed to find Session for client {0}")]
-    NoSession(String),
-    /// The session refused to open the connection.
-    #[error(transparent)]
-    Open(#[from] OpenError),
-    /// The server is shutting down.
-    #[error("server is shutting down")]
-    ShuttingDown,
-}
 
 /// The sessions of one server.
 pub struct ServerSessions {
