@@ -46,5 +46,5 @@ pub use remotedialer_driver::admission::{PEER_ID_HEADER, PEER_TOKEN_HEADER};
 pub use remotedialer_driver::{Authorization, Backoff, Metrics, SessionHandle, data_trace_enabled};
 pub use remotedialer_proto as proto;
 pub use runtime::{Spawner, Task};
-pub use server::{Authorizer, Dialer, Server, ServerConfig};
+pub use server::{Authorizer, DRAIN_DEADLINE, Dialer, Server, ServerConfig};
 pub use stream::TunnelStream;

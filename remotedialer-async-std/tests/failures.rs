@@ -25,6 +25,7 @@ scenarios!(
     peers_need_their_token,
     a_torn_down_websocket_fails_every_stream_and_the_agent_comes_back,
     server_shutdown_fails_streams_and_ends_sessions,
+    server_shutdown_delivers_bytes_already_written,
     cancel_ends_the_session_and_run,
     run_backs_off_and_retries_until_authorized,
 );
@@ -382,6 +383,35 @@ async fn server_shutdown_fails_streams_and_ends_sessions<R: Runtime>() {
     );
     let handle = client.session().unwrap();
     wait_for("the agent to see the end", || handle.is_closed()).await;
+}
+
+async fn server_shutdown_delivers_bytes_already_written<R: Runtime>() {
+    let (srv, _client) = connected_pair::<R>().await;
+    // A target that only counts what it reads.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    let counted = R::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0usize;
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    });
+    let mut stream = srv
+        .server
+        .dial("foo", "tcp", &target.to_string())
+        .await
+        .unwrap();
+    let data = vec![7u8; 4 << 20];
+    // Returns once the core took the last byte, before it all went out.
+    stream.write_all(&data).await.unwrap();
+    within("shutdown", Duration::from_secs(10), srv.server.shutdown()).await;
+    let total = within("target EOF", Duration::from_secs(10), counted).await;
+    assert_eq!(total, data.len(), "every accepted byte arrived");
 }
 
 async fn cancel_ends_the_session_and_run<R: Runtime>() {

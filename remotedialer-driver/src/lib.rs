@@ -43,7 +43,9 @@ pub use handle::{SessionHandle, start};
 pub use metrics::{Metrics, PeerEvent, SessionMetrics};
 pub use pipe::{Pipe, TargetIo};
 pub use remotedialer_proto as proto;
-pub use sessions::{Authorizer, ServerSession, ServerSessions};
+pub use sessions::{
+    Authorizer, DRAIN_DEADLINE, SHUTDOWN_GRACE, ServerSession, ServerSessions, SessionObserver,
+};
 pub use stream::{StreamCore, connection_io_error};
 pub use trace::data_trace_enabled;
 

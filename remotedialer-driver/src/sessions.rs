@@ -8,7 +8,7 @@ use crate::error::DialError;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_core::Stream;
 use futures_sink::Sink;
@@ -28,10 +28,53 @@ use crate::stream::StreamCore;
 /// client key. Called with the request head (method, URI, headers).
 pub type Authorizer = dyn Fn(&http::request::Parts) -> Authorization + Send + Sync;
 
+/// How long a server's shutdown lets sessions flush bytes their streams
+/// already wrote before cutting them.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+
+/// How long a server's shutdown then waits for the cut sessions' tasks.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Told of registry changes an adapter must act on (peering announces its
+/// client sessions to peers). Every call is made while the registry lock is
+/// held, so whoever reads the registry under that lock (a peer link coming
+/// up) sees each change either in the registry or through this observer,
+/// never both nor neither, and in order.
+pub trait SessionObserver: Send + Sync {
+    /// A client session was registered for `key`.
+    fn client_added(
+        &self,
+        registry: &Registry<SessionHandle>,
+        key: &str,
+        session_key: i64,
+        handle: &SessionHandle,
+    ) {
+        let _ = (registry, key, session_key, handle);
+    }
+
+    /// The client session `handle` for `key` was unregistered, and `key`
+    /// has no other session on this server.
+    fn client_removed(
+        &self,
+        registry: &Registry<SessionHandle>,
+        key: &str,
+        session_key: i64,
+        handle: &SessionHandle,
+    ) {
+        let _ = (registry, key, session_key, handle);
+    }
+
+    /// The session of peer `peer_id` ended; its announcements are gone.
+    fn peer_session_ended(&self, peer_id: &str) {
+        let _ = peer_id;
+    }
+}
+
 /// The sessions of one server.
 pub struct ServerSessions {
     config: Config,
     metrics: Option<Arc<Metrics>>,
+    observer: Option<Arc<dyn SessionObserver>>,
     registry: Mutex<Registry<SessionHandle>>,
     /// Peer id -> the token that peer must present.
     peer_tokens: Mutex<HashMap<String, String>>,
@@ -58,9 +101,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl ServerSessions {
     /// Sessions created with `config`, recorded into `metrics` if any.
     pub fn new(config: Config, metrics: Option<Arc<Metrics>>) -> Arc<Self> {
+        Self::build(config, metrics, None)
+    }
+
+    /// Like [`new`](Self::new), telling `observer` of registry changes.
+    pub fn with_observer(
+        config: Config,
+        metrics: Option<Arc<Metrics>>,
+        observer: Arc<dyn SessionObserver>,
+    ) -> Arc<Self> {
+        Self::build(config, metrics, Some(observer))
+    }
+
+    fn build(
+        config: Config,
+        metrics: Option<Arc<Metrics>>,
+        observer: Option<Arc<dyn SessionObserver>>,
+    ) -> Arc<Self> {
         Arc::new(ServerSessions {
             config,
             metrics,
+            observer,
             registry: Mutex::new(Registry::new()),
             peer_tokens: Mutex::new(HashMap::new()),
             live: Mutex::new(HashSet::new()),
@@ -86,11 +147,18 @@ impl ServerSessions {
                 body: admission::SHUTTING_DOWN.into(),
             });
         }
-        admission::admit(
-            parts,
-            |id| lock(&self.peer_tokens).get(id).cloned(),
-            authorizer,
-        )
+        admission::admit(parts, |id| self.peer_token(id), authorizer)
+    }
+
+    /// The token peer `peer_id` must present, if it may link.
+    pub fn peer_token(&self, peer_id: &str) -> Option<String> {
+        lock(&self.peer_tokens).get(peer_id).cloned()
+    }
+
+    /// The registry of client and peer sessions, locked. Hold it only
+    /// briefly: every session start and end waits for it.
+    pub fn registry(&self) -> MutexGuard<'_, Registry<SessionHandle>> {
+        lock(&self.registry)
     }
 
     /// Accepts peer links from server `peer_id` presenting `token`.
@@ -192,6 +260,10 @@ impl ServerSessions {
             match &admission {
                 Admission::Client(key) => {
                     registry.add_client(key, handle.clone());
+                    if let Some(observer) = &self.observer {
+                        let session_key = handle.identity().session_key;
+                        observer.client_added(&registry, key, session_key, &handle);
+                    }
                 }
                 Admission::Peer(id) => registry.add_peer(id, handle.clone()),
             }
@@ -215,18 +287,34 @@ impl ServerSessions {
         Ok((guard, driver))
     }
 
-    /// Refuses new sessions and dials, and ends every live session: each
-    /// stream gets an error, each agent sees its WebSocket close. The
-    /// adapter then waits for its session tasks.
+    /// Refuses new sessions and dials, and winds every live session down
+    /// without losing data: bytes its streams already wrote are still
+    /// delivered, then the session closes. The adapter waits up to
+    /// [`DRAIN_DEADLINE`] for its session tasks, then calls
+    /// [`shut_down`](Self::shut_down) for the rest (a stream its peer
+    /// keeps paused never drains).
+    pub fn shut_down_gracefully(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        for s in self.live_handles() {
+            s.shutdown_gracefully();
+        }
+    }
+
+    /// Refuses new sessions and dials, and ends every live session now:
+    /// each stream gets an error, each agent sees its WebSocket close. The
+    /// adapter then waits (up to [`SHUTDOWN_GRACE`]) for its session tasks.
     pub fn shut_down(&self) {
         self.shutting_down.store(true, Ordering::Release);
-        let live: Vec<SessionHandle> = lock(&self.live).iter().cloned().collect();
-        for s in live {
+        for s in self.live_handles() {
             s.shutdown();
         }
     }
 
-    /// True once [`shut_down`](Self::shut_down) was called.
+    fn live_handles(&self) -> Vec<SessionHandle> {
+        lock(&self.live).iter().cloned().collect()
+    }
+
+    /// True once a shutdown began.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
@@ -295,12 +383,26 @@ impl ServerSession {
 impl Drop for ServerSession {
     fn drop(&mut self) {
         {
-            let mut registry = lock(&self.sessions.registry);
+            let sessions = &self.sessions;
+            let mut registry = lock(&sessions.registry);
             match &self.admission {
                 Admission::Client(key) => {
-                    registry.remove_client(key, &self.handle);
+                    if registry.remove_client(key, &self.handle)
+                        && let Some(observer) = &sessions.observer
+                    {
+                        let session_key = self.handle.identity().session_key;
+                        observer.client_removed(&registry, key, session_key, &self.handle);
+                    }
                 }
-                Admission::Peer(_) => registry.remove_peer(&self.handle),
+                Admission::Peer(id) => {
+                    registry.remove_peer(&self.handle);
+                    if let Some(m) = &sessions.metrics {
+                        m.set_peer_remote_clients(id, registry.peer_client_count(id));
+                    }
+                    if let Some(observer) = &sessions.observer {
+                        observer.peer_session_ended(id);
+                    }
+                }
             }
         }
         lock(&self.sessions.live).remove(&self.handle);

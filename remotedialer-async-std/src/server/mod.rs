@@ -6,17 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use event_listener::Event;
-use remotedialer_driver::{Authorization, Metrics, ServerSessions};
+use remotedialer_driver::{Authorization, Metrics, SHUTDOWN_GRACE, ServerSessions};
 use remotedialer_proto::{Config, SessionStats};
 
 use crate::error::DialError;
 use crate::runtime::{Signal, Spawner, timeout};
 use crate::stream::TunnelStream;
 
-pub use remotedialer_driver::Authorizer;
-
-/// How long [`Server::shutdown`] waits for sessions to wind down.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub use remotedialer_driver::{Authorizer, DRAIN_DEADLINE};
 
 /// Server settings beyond the authorizer.
 #[derive(Debug, Clone)]
@@ -177,23 +174,31 @@ impl Server {
         self.inner.sessions.refresh_metrics();
     }
 
-    /// Stops accepting sessions and ends every live one: each open stream
-    /// gets an error, each agent sees its WebSocket close. Waits (up to 5 s)
-    /// for the session tasks to finish.
+    /// Stops accepting sessions and ends every live one: bytes streams have
+    /// already written are still delivered (then `Error "EOF"`), each open
+    /// stream gets an error for further use, each agent sees its WebSocket
+    /// close. A stream whose peer keeps it paused is cut after
+    /// [`DRAIN_DEADLINE`]; then it waits (up to 5 s) for the session tasks
+    /// to finish.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
-        inner.sessions.shut_down();
+        inner.sessions.shut_down_gracefully();
         inner.stop.fire();
-        let all_ended = async {
-            loop {
-                let ended = inner.session_ended.listen();
-                if inner.sessions.live_sessions() == 0 {
-                    return;
-                }
-                ended.await;
+        let _ = timeout(DRAIN_DEADLINE, self.sessions_ended()).await;
+        inner.sessions.shut_down();
+        let _ = timeout(SHUTDOWN_GRACE, self.sessions_ended()).await;
+    }
+
+    /// Resolves once no session is running.
+    async fn sessions_ended(&self) {
+        let inner = &self.inner;
+        loop {
+            let ended = inner.session_ended.listen();
+            if inner.sessions.live_sessions() == 0 {
+                return;
             }
-        };
-        let _ = timeout(SHUTDOWN_GRACE, all_ended).await;
+            ended.await;
+        }
     }
 }
 
