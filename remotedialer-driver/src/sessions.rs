@@ -287,6 +287,22 @@ impl ServerSessions {
         Ok((guard, driver))
     }
 
+    /// Runs the session of an admitted, upgraded WebSocket to its end:
+    /// [`start`](Self::start), poll the driver, unregister.
+    pub async fn run<W, T>(self: &Arc<Self>, admission: Admission, ws: W, timer: T)
+    where
+        W: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+        T: Timer,
+    {
+        match self.start(admission, ws, timer) {
+            Ok((session, driver)) => {
+                let reason = driver.await;
+                session.end(&reason);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start session"),
+        }
+    }
+
     /// Refuses new sessions and dials, and winds every live session down
     /// without losing data: bytes its streams already wrote are still
     /// delivered, then the session closes. The adapter waits up to

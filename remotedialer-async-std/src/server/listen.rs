@@ -189,15 +189,7 @@ impl Server {
         let Some((ws, admitted)) = ws else {
             return;
         };
-        let (session, driver) = match inner.sessions.start(admitted, ws, IoTimer::new()) {
-            Ok(started) => started,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start session");
-                return;
-            }
-        };
-        let reason = driver.await;
-        session.end(&reason);
+        inner.sessions.run(admitted, ws, IoTimer::new()).await;
         inner.session_ended.notify(usize::MAX);
     }
 }

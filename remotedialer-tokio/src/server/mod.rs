@@ -4,41 +4,23 @@ mod connector;
 mod peer;
 mod upgrade;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use remotedialer_driver::{
-    ConnectRequest, Metrics, RefuseConnects, SessionHandle, SessionHandler, SessionMetrics,
-};
-use remotedialer_proto::registry::{Registry, Route, forwarded_proto};
-use remotedialer_proto::{Config, Role, Session, SessionIdentity, SessionStats};
+use remotedialer_driver::admission::Admission;
+use remotedialer_driver::{Metrics, SHUTDOWN_GRACE, ServerSessions, SessionHandle};
+use remotedialer_proto::registry::Registry;
+use remotedialer_proto::{Config, SessionStats};
 use tokio::sync::{Notify, watch};
 use tokio_tungstenite::WebSocketStream;
 
 pub use connector::{Connector, TunnelConnection};
 pub use peer::{DialRoute, PeerConfig, PeerError, PeerStatus};
+pub use remotedialer_driver::{Authorizer, DRAIN_DEADLINE};
 pub use upgrade::{Authorization, PEER_ID_HEADER, PEER_TOKEN_HEADER};
 
 use crate::error::DialError;
 use crate::runtime::TokioTimer;
 use crate::stream::TunnelStream;
-
-/// How long [`Server::shutdown`] lets sessions flush written bytes before
-/// cutting them.
-pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
-
-/// Decides whether an upgrade request may open a session, and for which
-/// client key. Called with the request head (method, URI, headers).
-pub type Authorizer = dyn Fn(&http::request::Parts) -> Authorization + Send + Sync;
-
-/// Who opened a session.
-#[derive(Debug, Clone)]
-pub(crate) enum SessionKind {
-    Client(String),
-    Peer(String),
-}
 
 /// Server settings beyond the authorizer.
 #[derive(Debug, Clone)]
@@ -64,32 +46,24 @@ impl Default for ServerConfig {
 pub(crate) struct ServerInner {
     pub(crate) authorizer: Box<Authorizer>,
     pub(crate) config: ServerConfig,
-    registry: Mutex<Registry<SessionHandle>>,
-    /// Peer id -> the token that peer must present.
-    peer_tokens: Mutex<HashMap<String, String>>,
-    shutting_down: AtomicBool,
+    /// Admission, the registry, routing and shutdown, shared with the
+    /// async-std adapter.
+    pub(crate) sessions: Arc<ServerSessions>,
     shutdown_tx: watch::Sender<bool>,
-    active_sessions: AtomicUsize,
+    /// Notified whenever a session task ends.
     sessions_done: Notify,
-    /// Links to peer servers and what they announce.
-    pub(crate) peering: peer::Peering,
+    /// Links to peer servers and what they announce; also told of every
+    /// client session coming and going.
+    pub(crate) peering: Arc<peer::Peering>,
 }
 
 impl ServerInner {
-    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry<SessionHandle>> {
-        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn peer_token(&self, id: &str) -> Option<String> {
-        self.peer_tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .cloned()
+    pub(crate) fn registry(&self) -> std::sync::MutexGuard<'_, Registry<SessionHandle>> {
+        self.sessions.registry()
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Acquire)
+        self.sessions.is_shutting_down()
     }
 
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
@@ -150,64 +124,48 @@ impl Server {
         config: ServerConfig,
     ) -> Self {
         let (shutdown_tx, _) = watch::channel(false);
+        let peering = Arc::new(peer::Peering::default());
+        let sessions = ServerSessions::with_observer(
+            config.session.clone(),
+            config.metrics.clone(),
+            peering.clone(),
+        );
         Server {
             inner: Arc::new(ServerInner {
                 authorizer: Box::new(authorizer),
                 config,
-                registry: Mutex::new(Registry::new()),
-                peer_tokens: Mutex::new(HashMap::new()),
-                shutting_down: AtomicBool::new(false),
+                sessions,
                 shutdown_tx,
-                active_sessions: AtomicUsize::new(0),
                 sessions_done: Notify::new(),
-                peering: peer::Peering::default(),
+                peering,
             }),
         }
     }
 
     /// Accepts peer links from server `peer_id` presenting `token`.
     pub fn allow_peer(&self, peer_id: &str, token: &str) {
-        self.inner
-            .peer_tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(peer_id.to_owned(), token.to_owned());
+        self.inner.sessions.allow_peer(peer_id, token);
     }
 
     /// Stops accepting links from `peer_id`.
     pub fn disallow_peer(&self, peer_id: &str) {
-        self.inner
-            .peer_tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(peer_id);
+        self.inner.sessions.disallow_peer(peer_id);
     }
 
     /// True when this server has its own session for `client_key`.
     pub fn has_session(&self, client_key: &str) -> bool {
-        self.inner.registry().has_client(client_key)
+        self.inner.sessions.has_session(client_key)
     }
 
     /// The client keys with a session on this server.
     pub fn list_clients(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .inner
-            .registry()
-            .client_keys()
-            .map(str::to_owned)
-            .collect();
-        keys.sort();
-        keys
+        self.inner.sessions.list_clients()
     }
 
     /// Sizes (connections, buffered bytes, pauses) of this server's own
     /// session for `client_key`, the one [`dial`](Self::dial) uses.
     pub fn session_stats(&self, client_key: &str) -> Option<SessionStats> {
-        let route = self.inner.registry().route(client_key);
-        match route {
-            Some(Route::Local(session)) => Some(session.stats()),
-            _ => None,
-        }
+        self.inner.sessions.session_stats(client_key)
     }
 
     /// A dialer bound to one client key.
@@ -230,17 +188,7 @@ impl Server {
         proto: &str,
         address: &str,
     ) -> Result<TunnelStream, DialError> {
-        if self.inner.is_shutting_down() {
-            return Err(DialError::ShuttingDown);
-        }
-        let route = self.inner.registry().route(client_key);
-        let core = match route {
-            Some(Route::Local(session)) => session.open(proto, address)?,
-            Some(Route::Peer { session, .. }) => {
-                session.open(&forwarded_proto(client_key, proto), address)?
-            }
-            None => return Err(DialError::NoSession(client_key.to_owned())),
-        };
+        let core = self.inner.sessions.open(client_key, proto, address)?;
         Ok(TunnelStream::new(core))
     }
 
@@ -253,22 +201,7 @@ impl Server {
     /// Updates the gauges (sessions, connections, paused, buffered) from the
     /// live sessions; call before encoding the metrics registry.
     pub fn refresh_metrics(&self) {
-        let Some(metrics) = &self.inner.config.metrics else {
-            return;
-        };
-        let registry = self.inner.registry();
-        let (mut sessions, mut conns, mut paused, mut buffered) = (0i64, 0i64, 0i64, 0i64);
-        for (_, handle) in registry.client_sessions() {
-            let stats = handle.stats();
-            sessions += 1;
-            conns += stats.connections as i64;
-            paused += (stats.paused_by_peer + stats.pausing_peer) as i64;
-            buffered += (stats.buffered_receive + stats.buffered_send) as i64;
-        }
-        metrics.sessions.set(sessions);
-        metrics.connections.set(conns);
-        metrics.paused_connections.set(paused);
-        metrics.buffered_bytes.set(buffered);
+        self.inner.sessions.refresh_metrics();
     }
 
     /// Stops accepting sessions and ends every live one: bytes streams have
@@ -278,39 +211,26 @@ impl Server {
     /// keeps it paused is cut after [`DRAIN_DEADLINE`]; then it waits (up to
     /// 5 s) for the session tasks to finish.
     pub async fn shutdown(&self) {
-        self.inner.shutting_down.store(true, Ordering::Release);
-        let _ = self.inner.shutdown_tx.send(true);
-        let links = self.inner.peering.stop_links();
-        let sessions: Vec<SessionHandle> = {
-            let registry = self.inner.registry();
-            registry
-                .client_sessions()
-                .chain(registry.peer_sessions())
-                .map(|(_, s)| s.clone())
-                .collect()
-        };
+        let inner = &self.inner;
         // First flush what every stream was told it wrote, then cut whatever
         // is still stuck (a stream the peer keeps paused).
-        for s in &sessions {
-            s.shutdown_gracefully();
-        }
+        inner.sessions.shut_down_gracefully();
+        let _ = inner.shutdown_tx.send(true);
+        let links = inner.peering.stop_links();
         let _ = tokio::time::timeout(DRAIN_DEADLINE, self.sessions_finished()).await;
-        for s in &sessions {
-            s.shutdown();
-        }
-        let wait = self.sessions_finished();
+        inner.sessions.shut_down();
         let all = async {
-            wait.await;
+            self.sessions_finished().await;
             links.join().await;
         };
-        let _ = tokio::time::timeout(Duration::from_secs(5), all).await;
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, all).await;
     }
 
     /// Resolves once no session task is running.
     async fn sessions_finished(&self) {
         loop {
             let notified = self.inner.sessions_done.notified();
-            if self.inner.active_sessions.load(Ordering::Acquire) == 0 {
+            if self.inner.sessions.live_sessions() == 0 {
                 return;
             }
             notified.await;
@@ -318,119 +238,13 @@ impl Server {
     }
 
     /// Runs one upgraded session to its end.
-    pub(crate) async fn run_session<S>(&self, kind: SessionKind, ws: WebSocketStream<S>)
+    pub(crate) async fn run_session<S>(&self, admission: Admission, ws: WebSocketStream<S>)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let (role, client_key) = match &kind {
-            SessionKind::Client(key) => (Role::Server, key.clone()),
-            SessionKind::Peer(id) => (Role::Peer, id.clone()),
-        };
-        let identity = SessionIdentity {
-            client_key: client_key.clone(),
-            session_key: session_key(),
-        };
-        let session = match Session::new(
-            role,
-            identity,
-            self.inner.config.session.clone(),
-            Instant::now(),
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start session");
-                return;
-            }
-        };
-        let handle_slot = Arc::new(OnceLock::new());
-        let handler: Box<dyn SessionHandler> = match &kind {
-            SessionKind::Client(_) => Box::new(RefuseConnects),
-            SessionKind::Peer(id) => Box::new(PeerRoutes {
-                server: Arc::downgrade(&self.inner),
-                peer_id: id.clone(),
-                handle: handle_slot.clone(),
-            }),
-        };
-        let metrics = SessionMetrics::new(self.inner.config.metrics.clone(), &client_key);
-        let (handle, driver) =
-            remotedialer_driver::start(session, ws, TokioTimer::new(), handler, metrics);
-        let _ = handle_slot.set(handle.clone());
-        let peer = matches!(kind, SessionKind::Peer(_));
-        {
-            let mut registry = self.inner.registry();
-            match &kind {
-                SessionKind::Client(key) => {
-                    registry.add_client(key, handle.clone());
-                    self.inner.peering.client_added(key, &handle);
-                }
-                SessionKind::Peer(id) => registry.add_peer(id, handle.clone()),
-            }
-        }
-        if let Some(m) = &self.inner.config.metrics {
-            m.session_added(&client_key, peer);
-        }
-        self.inner.active_sessions.fetch_add(1, Ordering::AcqRel);
-        let span = tracing::info_span!("session", client = %client_key, peer);
-        tracing::info!(parent: &span, "session started");
-        if self.inner.is_shutting_down() {
-            handle.shutdown();
-        }
-        let reason = driver.await;
-        tracing::info!(parent: &span, %reason, "session ended");
-        {
-            let mut registry = self.inner.registry();
-            match &kind {
-                SessionKind::Client(key) => {
-                    if registry.remove_client(key, &handle) {
-                        self.inner.peering.client_removed(key, &handle);
-                    }
-                }
-                SessionKind::Peer(id) => {
-                    registry.remove_peer(&handle);
-                    self.inner
-                        .peering
-                        .peer_session_ended(&self.inner, &registry, id);
-                }
-            }
-        }
-        if let Some(m) = &self.inner.config.metrics {
-            m.session_removed(&client_key, peer);
-        }
-        self.inner.active_sessions.fetch_sub(1, Ordering::AcqRel);
+        let timer = TokioTimer::new();
+        self.inner.sessions.run(admission, ws, timer).await;
         self.inner.sessions_done.notify_waiters();
-    }
-}
-
-/// Go picks a random positive 63-bit session key.
-fn session_key() -> i64 {
-    (rand::random::<u64>() >> 1) as i64
-}
-
-/// Keeps the registry in step with what a peer announces.
-struct PeerRoutes {
-    server: std::sync::Weak<ServerInner>,
-    peer_id: String,
-    handle: Arc<OnceLock<SessionHandle>>,
-}
-
-impl SessionHandler for PeerRoutes {
-    fn connect_requested(&mut self, request: ConnectRequest) {
-        request.stream.reset("connect not allowed");
-    }
-
-    fn remote_client(&mut self, client_key: &str, added: bool) {
-        let (Some(server), Some(handle)) = (self.server.upgrade(), self.handle.get()) else {
-            return;
-        };
-        let mut registry = server.registry();
-        if added {
-            registry.peer_client_added(handle, client_key);
-        } else {
-            registry.peer_client_removed(handle, client_key);
-        }
-        if let Some(m) = &server.config.metrics {
-            m.set_peer_remote_clients(&self.peer_id, registry.peer_client_count(&self.peer_id));
-        }
     }
 }
 

@@ -9,12 +9,12 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use remotedialer_driver::admission::{self, Admission};
+use remotedialer_driver::admission;
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::Role as WsRole;
 
-use super::{Server, SessionKind};
+use super::Server;
 
 pub use remotedialer_driver::admission::{Authorization, PEER_ID_HEADER, PEER_TOKEN_HEADER};
 
@@ -25,34 +25,15 @@ pub(crate) fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Fu
 }
 
 impl Server {
-    /// Decides who the request is (the rules shared with the async-std
-    /// adapter): a peer with a valid id/token pair, a client the authorizer
-    /// accepts, or nobody.
-    fn authorize(&self, parts: &http::request::Parts) -> Result<SessionKind, (StatusCode, String)> {
-        admission::admit(
-            parts,
-            |id| self.inner.peer_token(id),
-            &*self.inner.authorizer,
-        )
-        .map(|admitted| match admitted {
-            Admission::Client(key) => SessionKind::Client(key),
-            Admission::Peer(id) => SessionKind::Peer(id),
-        })
-        .map_err(|refusal| (refusal.status, refusal.body))
-    }
-
     /// Handles a tunnel upgrade request: authorizes it, answers `101
     /// Switching Protocols` and runs the session on the upgraded connection.
     /// Mount it on the tunnel route of any hyper 1 or axum 0.8 server (see
     /// the crate docs); the server must serve connections `with_upgrades()`.
     pub async fn handle_upgrade<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
-        if self.inner.is_shutting_down() {
-            return respond(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
-        }
         let (parts, body) = req.into_parts();
-        let kind = match self.authorize(&parts) {
-            Ok(kind) => kind,
-            Err((status, text)) => return respond(status, text),
+        let admitted = match self.inner.sessions.admit(&parts, &*self.inner.authorizer) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return respond(refusal.status, refusal.body),
         };
         let key = parts.headers.get(header::SEC_WEBSOCKET_KEY);
         let is_upgrade = admission::is_websocket_upgrade(&parts);
@@ -69,7 +50,7 @@ impl Server {
                     let io = TokioIo::new(upgraded);
                     let config = Some(server.inner.websocket_config());
                     let ws = WebSocketStream::from_raw_socket(io, WsRole::Server, config).await;
-                    server.run_session(kind, ws).await;
+                    server.run_session(admitted, ws).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "websocket upgrade failed"),
             }

@@ -18,11 +18,11 @@ mod link;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use remotedialer_driver::SessionHandle;
+use remotedialer_driver::{SessionHandle, SessionObserver};
 use remotedialer_proto::registry::{Registry, Route};
 use tokio::task::JoinHandle;
 
-use super::{Server, ServerInner};
+use super::Server;
 use crate::client::Backoff;
 use crate::tls::TlsRoots;
 
@@ -167,23 +167,8 @@ impl Peering {
         *lock(&self.backoff)
     }
 
-    /// A client session came up. The caller holds the registry lock, which
-    /// orders announcements with links coming up.
-    pub(crate) fn client_added(&self, client_key: &str, session: &SessionHandle) {
-        self.announce(client_key, session, true);
-    }
-
-    /// A client session went away (caller holds the registry lock).
-    pub(crate) fn client_removed(&self, client_key: &str, session: &SessionHandle) {
-        self.announce(client_key, session, false);
-    }
-
-    fn announce(&self, client_key: &str, session: &SessionHandle, added: bool) {
+    fn announce(&self, client_key: &str, session_key: i64, added: bool) {
         let listeners = lock(&self.listeners);
-        if listeners.is_empty() {
-            return;
-        }
-        let session_key = session.identity().session_key;
         for link in listeners.iter().filter(|l| !l.is_closed()) {
             if let Err(e) = link.announce_client(client_key, session_key, added) {
                 tracing::warn!(client = %client_key, error = %e, "cannot announce client to peer");
@@ -213,18 +198,30 @@ impl Peering {
         let links: Vec<Link> = lock(&self.links).drain().map(|(_, l)| l).collect();
         StoppingLinks(links.into_iter().map(Link::stop).collect())
     }
+}
 
-    /// A peer session (the peer's link to us) ended: its announcements are
-    /// gone with it. Called with the registry locked.
-    pub(crate) fn peer_session_ended(
+/// Announces client sessions on every link. The server's sessions call it
+/// with the registry locked, which orders announcements with links coming
+/// up (`Peering::listen`).
+impl SessionObserver for Peering {
+    fn client_added(
         &self,
-        server: &ServerInner,
-        registry: &Registry<SessionHandle>,
-        peer_id: &str,
+        _registry: &Registry<SessionHandle>,
+        key: &str,
+        session_key: i64,
+        _handle: &SessionHandle,
     ) {
-        if let Some(m) = &server.config.metrics {
-            m.set_peer_remote_clients(peer_id, registry.peer_client_count(peer_id));
-        }
+        self.announce(key, session_key, true);
+    }
+
+    fn client_removed(
+        &self,
+        _registry: &Registry<SessionHandle>,
+        key: &str,
+        session_key: i64,
+        _handle: &SessionHandle,
+    ) {
+        self.announce(key, session_key, false);
     }
 }
 
