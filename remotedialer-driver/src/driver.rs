@@ -89,6 +89,11 @@ pub struct Driver<W, T> {
     ended: Option<SessionError>,
     /// A transport failure to report to the core on the next round.
     transport_error: Option<String>,
+    /// The WebSocket itself failed or ended: nothing more can be sent on it.
+    /// (A Close frame from the peer is a transport end too, but the close
+    /// handshake can still be completed.)
+    socket_gone: bool,
+    close_sent: bool,
     close_deadline: Option<Instant>,
     finished: bool,
 }
@@ -117,6 +122,8 @@ where
             trace,
             ended: None,
             transport_error: None,
+            socket_gone: false,
+            close_sent: false,
             close_deadline: None,
             finished: false,
         }
@@ -127,8 +134,8 @@ where
         while self.inbox.len() < READ_BATCH && self.transport_error.is_none() {
             match Pin::new(&mut self.ws).poll_next(cx) {
                 Poll::Ready(Some(Ok(msg))) => self.inbox.push(msg),
-                Poll::Ready(Some(Err(e))) => self.transport_error = Some(e.to_string()),
-                Poll::Ready(None) => self.transport_error = Some("connection closed".into()),
+                Poll::Ready(Some(Err(e))) => self.socket_failed(e.to_string()),
+                Poll::Ready(None) => self.socket_failed("connection closed".into()),
                 Poll::Pending => break,
             }
         }
@@ -233,19 +240,19 @@ where
                         break;
                     };
                     if let Err(e) = Pin::new(&mut self.ws).start_send(msg) {
-                        self.transport_error = Some(e.to_string());
+                        self.socket_failed(e.to_string());
                     }
                     wrote = true;
                     self.need_flush = true;
                 }
-                Poll::Ready(Err(e)) => self.transport_error = Some(e.to_string()),
+                Poll::Ready(Err(e)) => self.socket_failed(e.to_string()),
                 Poll::Pending => break,
             }
         }
         if self.need_flush && self.transport_error.is_none() {
             match Pin::new(&mut self.ws).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.need_flush = false,
-                Poll::Ready(Err(e)) => self.transport_error = Some(e.to_string()),
+                Poll::Ready(Err(e)) => self.socket_failed(e.to_string()),
                 Poll::Pending => {}
             }
         }
@@ -254,8 +261,19 @@ where
 
     /// After the end: send a Close frame (unless the transport is what
     /// failed), waiting at most [`CLOSE_GRACE`].
+    fn socket_failed(&mut self, reason: String) {
+        self.socket_gone = true;
+        self.transport_error.get_or_insert(reason);
+    }
+
+    /// After the end: completes the WebSocket close handshake, waiting at
+    /// most [`CLOSE_GRACE`]. Sends Close (or, when the peer closed first,
+    /// flushes tungstenite's reply), then reads until the peer's Close or the
+    /// end of the stream. Dropping the socket earlier could leave unread
+    /// input in it, and closing a TCP socket with unread input sends RST,
+    /// which can destroy data the peer has received but not yet read.
     fn poll_closing(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.transport_error.is_some() {
+        if self.socket_gone {
             return Poll::Ready(());
         }
         let now = Instant::now();
@@ -263,16 +281,25 @@ where
         if now >= deadline {
             return Poll::Ready(());
         }
-        match Pin::new(&mut self.ws).poll_close(cx) {
-            Poll::Ready(_) => Poll::Ready(()),
-            Poll::Pending => {
-                self.timer.reset(deadline);
-                match self.timer.poll_expired(cx) {
-                    Poll::Ready(()) => Poll::Ready(()),
-                    Poll::Pending => Poll::Pending,
-                }
+        if !self.close_sent {
+            match Pin::new(&mut self.ws).poll_close(cx) {
+                Poll::Ready(Ok(())) => self.close_sent = true,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => return self.wait_until(deadline, cx),
             }
         }
+        loop {
+            match Pin::new(&mut self.ws).poll_next(cx) {
+                Poll::Ready(Some(Ok(_))) => continue,
+                Poll::Ready(Some(Err(_))) | Poll::Ready(None) => return Poll::Ready(()),
+                Poll::Pending => return self.wait_until(deadline, cx),
+            }
+        }
+    }
+
+    fn wait_until(&mut self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        self.timer.reset(deadline);
+        self.timer.poll_expired(cx)
     }
 
     fn finish(&mut self) -> SessionError {
