@@ -509,8 +509,16 @@ async fn forward(
             // Swallow: the peer looks alive at the TCP level but silent.
             continue;
         }
-        if to.write_all(&buf[..n]).await.is_err() {
+        // A kill must cut the link even while this write is stuck behind a
+        // peer that is not reading: the sockets are shared with the other
+        // direction's task, and stay open until both tasks have let go.
+        let killed_now = kill_event.listen();
+        if killed.load(Ordering::SeqCst) {
             break;
+        }
+        match select(pin!(to.write_all(&buf[..n])), killed_now).await {
+            Either::Left((Ok(()), _)) => {}
+            _ => break,
         }
         if let Some(c) = &count {
             c.fetch_add(n as u64, Ordering::SeqCst);
