@@ -53,6 +53,8 @@ pub struct Pipe<T> {
     shutting_down: bool,
     /// The tunnel refused further uploads; only the download goes on.
     upload_stopped: bool,
+    /// After uploads stopped, the target's output reached its end.
+    target_drained: bool,
 }
 
 enum Turn {
@@ -75,6 +77,7 @@ impl<T: TargetIo> Pipe<T> {
             download_unflushed: false,
             shutting_down: false,
             upload_stopped: false,
+            target_drained: false,
         }
     }
 
@@ -132,6 +135,33 @@ impl<T: TargetIo> Pipe<T> {
         turn
     }
 
+    /// After uploads stopped: one read from the target, discarded.
+    fn drain_target(&mut self, cx: &mut Context<'_>) -> Turn {
+        if self.target_drained {
+            return Turn::Idle;
+        }
+        let target = &mut self.target;
+        READ_BUF.with(|cell| {
+            let mut owned = Vec::new();
+            let mut guard = cell.try_borrow_mut();
+            let buf = match guard.as_deref_mut() {
+                Ok(buf) => buf,
+                Err(_) => &mut owned,
+            };
+            if buf.len() < READ_CHUNK {
+                buf.resize(READ_CHUNK, 0);
+            }
+            match target.poll_read(cx, buf) {
+                Poll::Ready(Ok(n)) if n > 0 => Turn::Busy,
+                Poll::Ready(_) => {
+                    self.target_drained = true;
+                    Turn::Idle
+                }
+                Poll::Pending => Turn::Idle,
+            }
+        })
+    }
+
     /// Tunnel to target, one turn.
     fn download_turn(&mut self, cx: &mut Context<'_>) -> Turn {
         if let Some(pending) = &mut self.download {
@@ -186,7 +216,17 @@ impl<T: TargetIo> Future for Pipe<T> {
         let mut busy = false;
         for _ in 0..TURNS {
             if this.upload_stopped {
-                break;
+                // Keep reading the target (and drop what it sends, which the
+                // tunnel can no longer take): a target that echoes or
+                // answers blocks on its own writes otherwise, stops reading,
+                // and the download below could never finish.
+                match this.drain_target(cx) {
+                    Turn::Busy => {
+                        busy = true;
+                        continue;
+                    }
+                    _ => break,
+                }
             }
             match this.upload_turn(cx) {
                 Turn::Done => return Poll::Ready(()),
