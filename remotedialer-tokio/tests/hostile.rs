@@ -382,3 +382,32 @@ async fn a_plain_http_request_is_not_upgraded() {
     assert!(resp.ends_with("websocket: the client is not using the websocket protocol"));
     assert!(!srv.server.has_session("foo"));
 }
+
+/// A client that connects and then says nothing (or stops inside its request
+/// head) is dropped after `handshake_timeout`, instead of holding a task and
+/// a socket for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_slow_clients_are_dropped_after_the_handshake_timeout() {
+    let srv = start_server(ServerConfig {
+        handshake_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut silent = TcpStream::connect(srv.addr).await.unwrap();
+    let mut slow = TcpStream::connect(srv.addr).await.unwrap();
+    slow.write_all(b"GET /connect HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    for (what, tcp) in [("silent", &mut silent), ("slow", &mut slow)] {
+        let mut buf = [0u8; 512];
+        let closed = within(what, Duration::from_secs(10), async {
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {} // a 408 answer may come first
+                }
+            }
+        });
+        closed.await;
+    }
+}

@@ -5,6 +5,7 @@ mod peer;
 mod upgrade;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use remotedialer_driver::admission::Admission;
 use remotedialer_driver::{Metrics, SHUTDOWN_GRACE, ServerSessions, SessionHandle};
@@ -31,6 +32,11 @@ pub struct ServerConfig {
     pub max_message: usize,
     /// Metrics to record into; `None` records nothing.
     pub metrics: Option<Arc<Metrics>>,
+    /// [`Server::serve`] and [`Server::serve_tls`]: how long a new
+    /// connection may take to finish its TLS handshake and send its request
+    /// head. A client that connects and stays silent is dropped after this
+    /// instead of holding a task and a socket for ever.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +45,7 @@ impl Default for ServerConfig {
             session: Config::default(),
             max_message: remotedialer_driver::DEFAULT_MAX_MESSAGE,
             metrics: None,
+            handshake_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -108,21 +108,30 @@ impl Server {
             let _ = tcp.set_nodelay(true);
             let server = self.clone();
             let tls = tls.clone();
+            let limit = self.inner.config.handshake_timeout;
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let server = server.clone();
                     async move { Ok::<_, Infallible>(server.handle_upgrade(req).await) }
                 });
-                let builder = hyper::server::conn::http1::Builder::new();
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(limit);
                 let result = match tls {
-                    Some(acceptor) => match acceptor.accept(tcp).await {
-                        Ok(stream) => {
+                    Some(acceptor) => match tokio::time::timeout(limit, acceptor.accept(tcp)).await
+                    {
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            return;
+                        }
+                        Ok(Ok(stream)) => {
                             builder
                                 .serve_connection(TokioIo::new(stream), service)
                                 .with_upgrades()
                                 .await
                         }
-                        Err(e) => {
+                        Ok(Err(e)) => {
                             tracing::debug!(error = %e, "TLS handshake failed");
                             return;
                         }
