@@ -4,8 +4,7 @@
 
 use std::io;
 
-/// Error text for a connect request the client's authorizer refused.
-pub const CONNECT_NOT_ALLOWED: &str = "connect not allowed";
+pub use remotedialer_proto::CONNECT_NOT_ALLOWED;
 
 /// Go's text for a failed dial, e.g. `dial tcp 127.0.0.1:1: connect:
 /// connection refused`.

@@ -70,7 +70,9 @@ pub struct RefuseConnects;
 
 impl SessionHandler for RefuseConnects {
     fn connect_requested(&mut self, request: ConnectRequest) {
-        request.stream.reset("connect not allowed");
+        request
+            .stream
+            .reset(remotedialer_proto::CONNECT_NOT_ALLOWED);
     }
 }
 

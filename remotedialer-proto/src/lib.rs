@@ -37,4 +37,4 @@ pub use error::{AnnounceError, ConnectionError, OpenError, ReadError, SessionErr
 pub use event::{Event, SessionStats, Timeout, TimerReason, Transmit};
 pub use frame::{Body, ConnId, DecodeError, Message, MessageType};
 pub use registry::{Registry, Route};
-pub use session::{Role, Session, SessionIdentity};
+pub use session::{CONNECT_NOT_ALLOWED, Role, Session, SessionIdentity};

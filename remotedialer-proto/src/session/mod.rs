@@ -16,6 +16,10 @@ use crate::event::{Event, SessionStats};
 use crate::flow::Outgoing;
 use crate::frame::{Body, CLIENT_READ_LIMIT, CONNECT_READ_LIMIT, ConnId, Message};
 
+/// The Error text (Go's) that refuses a Connect: sent by a server session for
+/// any Connect, and by clients whose connect authorizer says no.
+pub const CONNECT_NOT_ALLOWED: &str = "connect not allowed";
+
 /// Which end of the WebSocket this session is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

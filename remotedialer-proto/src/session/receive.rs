@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Role, Session};
+use super::{CONNECT_NOT_ALLOWED, Role, Session};
 use crate::connection::{Connection, State};
 use crate::error::{ConnectionError, SessionError};
 use crate::event::Event;
@@ -119,7 +119,7 @@ impl Session {
     fn on_connect(&mut self, conn_id: ConnId, proto: &[u8], address: &[u8], now: Instant) {
         if self.role != Role::Client {
             // A server must not dial into its own network for a client.
-            self.reply_error(conn_id, "connect not allowed");
+            self.reply_error(conn_id, CONNECT_NOT_ALLOWED);
             return;
         }
         if self.draining {

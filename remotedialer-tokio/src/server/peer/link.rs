@@ -248,8 +248,8 @@ impl SessionHandler for LinkHandler {
         };
         let Some(Route::Local(session)) = route else {
             tracing::debug!(client = %client_key, "peer dial for a client without a local session");
-            let text = format!("failed to find Session for client {client_key}");
-            request.stream.reset(&text);
+            let text = remotedialer_driver::DialError::NoSession(client_key.to_owned());
+            request.stream.reset(&text.to_string());
             return;
         };
         match session.open(proto, &request.address) {
