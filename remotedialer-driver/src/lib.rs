@@ -20,6 +20,7 @@
 pub mod admission;
 pub mod backoff;
 mod bridge;
+pub mod client;
 pub mod dial;
 mod driver;
 mod error;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use async_tungstenite::WebSocketStream;
 use futures_util::future::{Either, select};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use remotedialer_driver::client::{CheckedClient, ClientSettings};
 use remotedialer_driver::{Backoff, Metrics, SessionHandle, SessionMetrics};
 use remotedialer_proto::{Config, Role, Session, SessionIdentity};
 use rustls::pki_types::ServerName;
@@ -21,7 +22,7 @@ pub use dial::{
 use crate::error::ClientError;
 use crate::proxy;
 use crate::runtime::{IoTimer, Signal, Spawner, timeout, until};
-use crate::tls::{self, TlsRoots};
+use crate::tls::TlsRoots;
 use transport::Transport;
 
 /// Called with each new session's handle.
@@ -182,26 +183,19 @@ impl ClientBuilder {
 
     /// Checks the settings and builds the client.
     pub fn build(self) -> Result<Client, ClientError> {
-        if let Some(e) = self.errors.first() {
-            return Err(ClientError::Config(e.clone()));
+        let CheckedClient {
+            authorizer,
+            url,
+            tls,
+        } = ClientSettings {
+            url: &self.url,
+            errors: &self.errors,
+            authorizer: self.authorizer,
+            session: &self.session,
+            roots: &self.roots,
+            tls: self.tls,
         }
-        let authorizer = self.authorizer.ok_or_else(|| {
-            ClientError::Config(
-                "no connect authorizer: choose which targets the server may dial".into(),
-            )
-        })?;
-        self.session
-            .validate()
-            .map_err(|e| ClientError::Config(e.to_string()))?;
-        let url = normalize_url(&self.url)?;
-        let secure = url.scheme_str() == Some("wss");
-        let tls = match (self.tls, secure) {
-            (Some(cfg), _) => Some(cfg),
-            (None, true) => Some(
-                tls::client_config(&self.roots).map_err(|e| ClientError::Config(e.to_string()))?,
-            ),
-            (None, false) => None,
-        };
+        .check()?;
         Ok(Client {
             inner: Arc::new(ClientInner {
                 url,
@@ -221,25 +215,6 @@ impl ClientBuilder {
                 cancel: Signal::default(),
             }),
         })
-    }
-}
-
-fn normalize_url(url: &str) -> Result<Uri, ClientError> {
-    let url = if let Some(rest) = url.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else if let Some(rest) = url.strip_prefix("https://") {
-        format!("wss://{rest}")
-    } else {
-        url.to_owned()
-    };
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| ClientError::Config(format!("invalid URL {url}: {e}")))?;
-    match uri.scheme_str() {
-        Some("ws") | Some("wss") if uri.host().is_some() => Ok(uri),
-        _ => Err(ClientError::Config(format!(
-            "URL must be ws:// or wss:// with a host: {url}"
-        ))),
     }
 }
 
