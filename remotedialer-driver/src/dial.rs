@@ -1,6 +1,8 @@
-//! The texts a client sends back when it does not complete a dial, worded as
-//! Go's `net.Dial` errors so that callers of a Go server see what they
-//! expect.
+//! The client's side of a connect request, shared by both adapters: refuse
+//! it, or dial and pipe, and the texts sent back when a dial does not
+//! complete, worded as Go's `net.Dial` errors so that callers of a Go server
+//! see what they expect. Adapters supply only spawning, the timer and the
+//! socket type.
 
 use std::io;
 
@@ -28,6 +30,43 @@ pub fn dial_error_text(proto: &str, address: &str, err: &io::Error) -> String {
 /// Go's text for a dial that did not finish within the dial timeout.
 pub fn dial_timeout_text(proto: &str, address: &str) -> String {
     format!("dial {proto} {address}: i/o timeout")
+}
+
+/// Passes an allowed connect request on; refuses a denied one on the wire
+/// (`Error "connect not allowed"`, only that connection) and returns `None`.
+pub fn admit_connect(
+    request: crate::ConnectRequest,
+    allowed: impl FnOnce(&str, &str) -> bool,
+) -> Option<crate::ConnectRequest> {
+    if allowed(&request.proto, &request.address) {
+        return Some(request);
+    }
+    tracing::info!(proto = %request.proto, address = %request.address, "connect refused by authorizer");
+    request.stream.reset(CONNECT_NOT_ALLOWED);
+    None
+}
+
+/// Finishes an admitted connect request: `dial` opens the target within the
+/// dial timeout (`None`: the time ran out). A dialed target is piped to the
+/// tunneled connection; a failure closes that connection with Go's text.
+pub async fn serve_connect<T, F>(request: crate::ConnectRequest, dial: impl FnOnce(&str, &str) -> F)
+where
+    T: crate::TargetIo,
+    F: std::future::Future<Output = Option<io::Result<T>>>,
+{
+    let crate::ConnectRequest {
+        proto,
+        address,
+        stream,
+    } = request;
+    match dial(&proto, &address).await {
+        Some(Ok(target)) => crate::Pipe::new(stream, target).await,
+        Some(Err(e)) => {
+            tracing::debug!(%proto, %address, error = %e, "dial failed");
+            stream.reset(&dial_error_text(&proto, &address, &e));
+        }
+        None => stream.reset(&dial_timeout_text(&proto, &address)),
+    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_io::{AsyncRead, AsyncWrite};
-use remotedialer_driver::dial::{CONNECT_NOT_ALLOWED, dial_timeout_text};
-use remotedialer_driver::{ConnectRequest, Pipe, SessionHandler};
+use remotedialer_driver::dial::{admit_connect, serve_connect};
+use remotedialer_driver::{ConnectRequest, SessionHandler};
 
 use crate::runtime::{IoTarget, Spawner, timeout};
 
@@ -65,31 +65,18 @@ pub(crate) struct DialHandler {
 
 impl SessionHandler for DialHandler {
     fn connect_requested(&mut self, request: ConnectRequest) {
-        if !(self.authorizer)(&request.proto, &request.address) {
-            tracing::info!(proto = %request.proto, address = %request.address, "connect refused by authorizer");
-            request.stream.reset(CONNECT_NOT_ALLOWED);
+        let Some(request) = admit_connect(request, |p, a| (self.authorizer)(p, a)) else {
             return;
-        }
+        };
         let dialer = self.dialer.clone();
         let limit = self.dial_timeout;
-        self.spawner.spawn(async move {
-            let ConnectRequest {
-                proto,
-                address,
-                stream,
-            } = request;
-            let dial = match &dialer {
-                Some(d) => d(&proto, &address),
-                None => dial_default(&proto, &address),
-            };
-            match timeout(limit, dial).await {
-                Some(Ok(target)) => Pipe::new(stream, IoTarget(target)).await,
-                Some(Err(e)) => {
-                    tracing::debug!(%proto, %address, error = %e, "dial failed");
-                    stream.reset(&dial_error_text(&proto, &address, &e));
-                }
-                None => stream.reset(&dial_timeout_text(&proto, &address)),
-            }
-        });
+        self.spawner
+            .spawn(Box::pin(serve_connect(request, move |proto, address| {
+                let dial = match &dialer {
+                    Some(d) => d(proto, address),
+                    None => dial_default(proto, address),
+                };
+                async move { Some(timeout(limit, dial).await?.map(IoTarget)) }
+            })));
     }
 }

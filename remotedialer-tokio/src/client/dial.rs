@@ -6,8 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use remotedialer_driver::dial::{CONNECT_NOT_ALLOWED, dial_timeout_text};
-use remotedialer_driver::{ConnectRequest, Pipe, SessionHandler};
+use remotedialer_driver::dial::{admit_connect, serve_connect};
+use remotedialer_driver::{ConnectRequest, SessionHandler};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::runtime::TokioTarget;
@@ -62,31 +62,20 @@ pub(crate) struct DialHandler {
 
 impl SessionHandler for DialHandler {
     fn connect_requested(&mut self, request: ConnectRequest) {
-        if !(self.authorizer)(&request.proto, &request.address) {
-            tracing::info!(proto = %request.proto, address = %request.address, "connect refused by authorizer");
-            request.stream.reset(CONNECT_NOT_ALLOWED);
+        let Some(request) = admit_connect(request, |p, a| (self.authorizer)(p, a)) else {
             return;
-        }
+        };
         let dialer = self.dialer.clone();
-        let timeout = self.dial_timeout;
-        tokio::spawn(async move {
-            let ConnectRequest {
-                proto,
-                address,
-                stream,
-            } = request;
+        let limit = self.dial_timeout;
+        tokio::spawn(serve_connect(request, move |proto, address| {
             let dial = match &dialer {
-                Some(d) => d(&proto, &address),
-                None => dial_default(&proto, &address),
+                Some(d) => d(proto, address),
+                None => dial_default(proto, address),
             };
-            match tokio::time::timeout(timeout, dial).await {
-                Ok(Ok(target)) => Pipe::new(stream, TokioTarget(target)).await,
-                Ok(Err(e)) => {
-                    tracing::debug!(%proto, %address, error = %e, "dial failed");
-                    stream.reset(&dial_error_text(&proto, &address, &e));
-                }
-                Err(_) => stream.reset(&dial_timeout_text(&proto, &address)),
+            async move {
+                let dialed = tokio::time::timeout(limit, dial).await.ok()?;
+                Some(dialed.map(TokioTarget))
             }
-        });
+        }));
     }
 }
