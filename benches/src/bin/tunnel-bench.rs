@@ -4,7 +4,7 @@
 //! every figure as a ratio to plain loopback TCP measured in the same run.
 //!
 //! ```text
-//! cargo run --release -p remotedialer-benches --bin tunnel-bench [-- --json] [--quick] [--runtime tokio|async-std]
+//! cargo run --release -p remotedialer-benches --bin tunnel-bench [-- --json] [--quick] [--runtime tokio|async-std|smol]
 //! ```
 
 #[path = "../tunnel/mod.rs"]
@@ -18,6 +18,7 @@ use clap::{Parser, ValueEnum};
 use remotedialer_tokio::proto::Config;
 
 use tunnel::report::{self, Context};
+use tunnel::rt_async_std::Flavor;
 use tunnel::suite::{self, Plan, Workload};
 use tunnel::targets::{self, EchoChild};
 use tunnel::workloads::Sizes;
@@ -28,8 +29,10 @@ use tunnel::{measure, rt_async_std, rt_tokio};
 enum RuntimeKind {
     /// remotedialer-tokio.
     Tokio,
-    /// remotedialer-async-std.
+    /// remotedialer-async-std on async-std's executor.
     AsyncStd,
+    /// remotedialer-async-std on smol's executor (threads: `SMOL_THREADS`).
+    Smol,
 }
 
 /// End-to-end remotedialer tunnel benchmark (BENCHMARKS.md part 2).
@@ -141,13 +144,17 @@ fn run(args: &Args) -> io::Result<()> {
                 results
             })?
         }
-        RuntimeKind::AsyncStd => rt_async_std::run(session.clone(), echo_addr, &plan)?,
+        RuntimeKind::AsyncStd => {
+            rt_async_std::run(Flavor::AsyncStd, session.clone(), echo_addr, &plan)?
+        }
+        RuntimeKind::Smol => rt_async_std::run(Flavor::Smol, session.clone(), echo_addr, &plan)?,
     };
     drop(echo_child);
     let ctx = Context {
         runtime: match args.runtime {
             RuntimeKind::Tokio => "tokio",
             RuntimeKind::AsyncStd => "async-std",
+            RuntimeKind::Smol => "smol",
         },
         quick: args.quick,
         runs: plan.runs,

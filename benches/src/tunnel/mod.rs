@@ -8,4 +8,5 @@ pub mod rt_async_std;
 pub mod rt_tokio;
 pub mod suite;
 pub mod targets;
+pub mod targets_neutral;
 pub mod workloads;

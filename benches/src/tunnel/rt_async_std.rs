@@ -1,12 +1,14 @@
-//! The async-std backend (`--runtime async-std`): a
-//! `remotedialer_async_std::Server` and `Client` in this process, joined by
-//! a real WebSocket on 127.0.0.1, driven by async-std's executor.
+//! The async-std and smol backends (`--runtime async-std`, `--runtime
+//! smol`): a `remotedialer_async_std::Server` and `Client` in this process,
+//! joined by a real WebSocket on 127.0.0.1, driven by async-std's or smol's
+//! executor. The targets and the floor's sockets run on the same executor
+//! (async-net), as the tokio backend's run on tokio.
 //!
-//! The workloads are the same code as for tokio: async-std's streams speak
+//! The workloads are the same code as for tokio: the adapter's streams speak
 //! the futures-io traits, so [`Compat`] presents them as tokio's (which need
-//! no tokio runtime). The plain TCP targets are not what is measured; they
-//! run on a one-worker tokio runtime of their own.
+//! no tokio runtime).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -22,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::harness::{Backend, BoxConn, BoxFuture, Dial, Runtime, Targets};
 use super::suite::{self, Plan, RunResult};
-use super::targets;
+use super::targets_neutral;
 
 /// The client key the benchmark's agent connects as.
 const CLIENT_KEY: &str = "bench";
@@ -68,6 +70,39 @@ impl<T: futures_io::AsyncWrite + Unpin> AsyncWrite for Compat<T> {
     }
 }
 
+/// The executor a run uses: spawning, sleeping and blocking on the suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// async-std's global executor (`async_std::task`).
+    AsyncStd,
+    /// smol's global executor (`smol::spawn`); its thread count follows
+    /// `SMOL_THREADS` (default 1).
+    Smol,
+}
+
+impl Flavor {
+    fn spawner(self) -> Spawner {
+        match self {
+            Flavor::AsyncStd => Spawner::async_std(),
+            Flavor::Smol => Spawner::smol(),
+        }
+    }
+
+    fn runtime(self) -> &'static dyn Runtime {
+        match self {
+            Flavor::AsyncStd => &AsyncStdRuntime,
+            Flavor::Smol => &SmolRuntime,
+        }
+    }
+
+    fn block_on<T>(self, fut: impl Future<Output = T>) -> T {
+        match self {
+            Flavor::AsyncStd => async_std::task::block_on(fut),
+            Flavor::Smol => smol::block_on(fut),
+        }
+    }
+}
+
 /// async-std's spawn and sleep.
 struct AsyncStdRuntime;
 
@@ -82,13 +117,28 @@ impl Runtime for AsyncStdRuntime {
     }
 }
 
-/// Plain loopback TCP with async-std's sockets: the floor.
+/// smol's spawn and sleep.
+struct SmolRuntime;
+
+impl Runtime for SmolRuntime {
+    fn spawn(&self, task: BoxFuture<()>) {
+        smol::spawn(task).detach();
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<()> {
+        Box::pin(async move {
+            smol::Timer::after(duration).await;
+        })
+    }
+}
+
+/// Plain loopback TCP with async-net's sockets: the floor.
 struct PlainTcp;
 
 impl Dial for PlainTcp {
     fn dial(&self, target: SocketAddr) -> BoxFuture<io::Result<BoxConn>> {
         Box::pin(async move {
-            let tcp = async_std::net::TcpStream::connect(target).await?;
+            let tcp = async_net::TcpStream::connect(target).await?;
             tcp.set_nodelay(true)?;
             Ok(Box::new(Compat(tcp)) as BoxConn)
         })
@@ -122,29 +172,25 @@ impl Dial for Tunnel {
     }
 }
 
-/// Runs the plan over the async-std adapter.
+/// Runs the plan over the async-std adapter on `flavor`'s executor.
 pub fn run(
+    flavor: Flavor,
     session: Config,
     echo_child: Option<SocketAddr>,
     plan: &Plan,
 ) -> io::Result<Vec<RunResult>> {
-    let targets_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let targets = targets_rt.block_on(async {
-        Ok::<_, io::Error>(Targets {
-            source: targets::source().await?,
-            sink: targets::sink().await?,
-            echo: targets::echo().await?,
+    let rt = flavor.runtime();
+    flavor.block_on(async {
+        let targets = Targets {
+            source: targets_neutral::source(rt).await?,
+            sink: targets_neutral::sink(rt).await?,
+            echo: targets_neutral::echo(rt).await?,
             echo_child,
-        })
-    })?;
-    async_std::task::block_on(async {
+        };
         let listener = async_net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("ws://{}/connect", listener.local_addr()?);
         let server = Server::with_config(
-            Spawner::async_std(),
+            flavor.spawner(),
             |req: &http::request::Parts| match req.headers.get("X-Tunnel-ID") {
                 Some(id) if id == CLIENT_KEY => Authorization::Allow(CLIENT_KEY.into()),
                 _ => Authorization::Deny,
@@ -154,12 +200,16 @@ pub fn run(
                 ..ServerConfig::default()
             },
         );
-        drop(async_std::task::spawn({
+        rt.spawn(Box::pin({
             let server = server.clone();
-            async move { server.serve(listener).await }
+            async move {
+                if let Err(e) = server.serve(listener).await {
+                    eprintln!("tunnel-bench: server failed: {e}");
+                }
+            }
         }));
         let client_session = Arc::new(Mutex::new(None));
-        let client: Client = ClientBuilder::new(url, Spawner::async_std())
+        let client: Client = ClientBuilder::new(url, flavor.spawner())
             .header("X-Tunnel-ID", CLIENT_KEY)
             .connect_authorizer(|proto, address| {
                 proto == "tcp" && address.starts_with("127.0.0.1:")
@@ -174,9 +224,11 @@ pub fn run(
             })
             .build()
             .map_err(io::Error::other)?;
-        drop(async_std::task::spawn({
+        rt.spawn(Box::pin({
             let client = client.clone();
-            async move { client.run().await }
+            async move {
+                client.run().await;
+            }
         }));
         let deadline = Instant::now() + Duration::from_secs(10);
         while !server.has_session(CLIENT_KEY) {
@@ -185,10 +237,13 @@ pub fn run(
                     "the tunnel client did not connect within 10 s",
                 ));
             }
-            async_std::task::sleep(Duration::from_millis(5)).await;
+            rt.sleep(Duration::from_millis(5)).await;
         }
         let backend = Backend {
-            rt: Arc::new(AsyncStdRuntime),
+            rt: match flavor {
+                Flavor::AsyncStd => Arc::new(AsyncStdRuntime),
+                Flavor::Smol => Arc::new(SmolRuntime),
+            },
             tunnel: Arc::new(Tunnel {
                 server: server.clone(),
                 client_session,

@@ -4,7 +4,7 @@
 use std::io;
 use std::time::Duration;
 
-use super::harness::Backend;
+use super::harness::{Backend, Runtime, spawn_join};
 use super::measure::Watchdog;
 use super::workloads::{self, Idle, Latencies, Sizes, Transfer};
 
@@ -83,6 +83,17 @@ where
         .map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))
 }
 
+/// Runs a single-stream workload as a task of the runtime under test, as an
+/// application's dials run (in request handlers), not on the thread that
+/// blocks on the suite: that thread is outside the executor's worker pool
+/// under both tokio and async-std, so every wake-up would cross threads.
+async fn in_task<T: Send + 'static>(
+    rt: &dyn Runtime,
+    f: impl std::future::Future<Output = io::Result<T>> + Send + 'static,
+) -> io::Result<T> {
+    spawn_join(rt, f).await?
+}
+
 /// Runs the plan on `backend`.
 pub async fn run(backend: &Backend, plan: &Plan) -> io::Result<Vec<RunResult>> {
     let s = plan.sizes;
@@ -93,24 +104,33 @@ pub async fn run(backend: &Backend, plan: &Plan) -> io::Result<Vec<RunResult>> {
         let mut r = RunResult::default();
         if plan.runs_workload(Workload::Floor) {
             r.floor_b1 = Some(
-                timed(plan, run, "floor B1-down", async {
-                    workloads::download(plain.as_ref(), t.source, s.b1_bytes).await
+                timed(plan, run, "floor B1-down", {
+                    let plain = plain.clone();
+                    in_task(rt, async move {
+                        workloads::download(plain.as_ref(), t.source, s.b1_bytes).await
+                    })
                 })
                 .await?,
             );
         }
         if plan.runs_workload(Workload::B1Down) {
             r.b1_down = Some(
-                timed(plan, run, "B1-down", async {
-                    workloads::download(tunnel.as_ref(), t.source, s.b1_bytes).await
+                timed(plan, run, "B1-down", {
+                    let tunnel = tunnel.clone();
+                    in_task(rt, async move {
+                        workloads::download(tunnel.as_ref(), t.source, s.b1_bytes).await
+                    })
                 })
                 .await?,
             );
         }
         if plan.runs_workload(Workload::B1Up) {
             r.b1_up = Some(
-                timed(plan, run, "B1-up", async {
-                    workloads::upload(tunnel.as_ref(), t.sink, s.b1_bytes).await
+                timed(plan, run, "B1-up", {
+                    let tunnel = tunnel.clone();
+                    in_task(rt, async move {
+                        workloads::upload(tunnel.as_ref(), t.sink, s.b1_bytes).await
+                    })
                 })
                 .await?,
             );
@@ -125,16 +145,22 @@ pub async fn run(backend: &Backend, plan: &Plan) -> io::Result<Vec<RunResult>> {
         }
         if plan.runs_workload(Workload::Floor) {
             r.floor_b3 = Some(
-                timed(plan, run, "floor B3-seq", async {
-                    workloads::echo_seq(plain.as_ref(), t.echo, s.b3_seq).await
+                timed(plan, run, "floor B3-seq", {
+                    let plain = plain.clone();
+                    in_task(rt, async move {
+                        workloads::echo_seq(plain.as_ref(), t.echo, s.b3_seq).await
+                    })
                 })
                 .await?,
             );
         }
         if plan.runs_workload(Workload::B3Seq) {
             r.b3_seq = Some(
-                timed(plan, run, "B3-seq", async {
-                    workloads::echo_seq(tunnel.as_ref(), t.echo, s.b3_seq).await
+                timed(plan, run, "B3-seq", {
+                    let tunnel = tunnel.clone();
+                    in_task(rt, async move {
+                        workloads::echo_seq(tunnel.as_ref(), t.echo, s.b3_seq).await
+                    })
                 })
                 .await?,
             );
