@@ -233,32 +233,49 @@ where
 
     /// Feeds the outbox into the WebSocket and flushes once it is empty or
     /// the socket pushes back. Returns whether anything was written.
+    ///
+    /// A flush that completes after `poll_ready` said Pending means the
+    /// socket drained in between: feed again rather than return. The
+    /// readiness registration that Pending made may be gone by then
+    /// (async-net drops it as soon as a write succeeds), so returning would
+    /// leave the outbox waiting for a wake-up that never comes, until
+    /// some unrelated event (a keepalive) polls the driver again.
     fn write_out(&mut self, cx: &mut Context<'_>) -> bool {
         let mut wrote = false;
-        while !self.outbox.is_empty() && self.transport_error.is_none() {
-            match Pin::new(&mut self.ws).poll_ready(cx) {
-                Poll::Ready(Ok(())) => {
-                    let Some(msg) = self.outbox.pop_front() else {
-                        break;
-                    };
-                    if let Err(e) = Pin::new(&mut self.ws).start_send(msg) {
-                        self.socket_failed(e.to_string());
+        loop {
+            while !self.outbox.is_empty() && self.transport_error.is_none() {
+                match Pin::new(&mut self.ws).poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        let Some(msg) = self.outbox.pop_front() else {
+                            break;
+                        };
+                        if let Err(e) = Pin::new(&mut self.ws).start_send(msg) {
+                            self.socket_failed(e.to_string());
+                        }
+                        wrote = true;
+                        self.need_flush = true;
                     }
-                    wrote = true;
-                    self.need_flush = true;
+                    Poll::Ready(Err(e)) => self.socket_failed(e.to_string()),
+                    Poll::Pending => break,
                 }
-                Poll::Ready(Err(e)) => self.socket_failed(e.to_string()),
-                Poll::Pending => break,
             }
-        }
-        if self.need_flush && self.transport_error.is_none() {
+            if !self.need_flush || self.transport_error.is_some() {
+                return wrote;
+            }
             match Pin::new(&mut self.ws).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.need_flush = false,
-                Poll::Ready(Err(e)) => self.socket_failed(e.to_string()),
-                Poll::Pending => {}
+                Poll::Ready(Ok(())) => {
+                    self.need_flush = false;
+                    if self.outbox.is_empty() {
+                        return wrote;
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    self.socket_failed(e.to_string());
+                    return wrote;
+                }
+                Poll::Pending => return wrote,
             }
         }
-        wrote
     }
 
     /// After the end: send a Close frame (unless the transport is what
