@@ -213,44 +213,46 @@ impl<T: TargetIo> Future for Pipe<T> {
             let _ = this.target.poll_flush(cx);
             return this.target.poll_shutdown(cx).map(|_| ());
         }
-        let mut busy = false;
-        for _ in 0..TURNS {
-            if this.upload_stopped {
-                // Keep reading the target (and drop what it sends, which the
-                // tunnel can no longer take): a target that echoes or
-                // answers blocks on its own writes otherwise, stops reading,
-                // and the download below could never finish.
-                match this.drain_target(cx) {
-                    Turn::Busy => {
-                        busy = true;
-                        continue;
+        // Yield (wake ourselves) only when a direction used up its turns
+        // with work left. A direction that went idle has registered its
+        // wake-up; waking anyway costs a needless poll, and on executors
+        // without a local slot (async-io's) a hop to another thread.
+        let mut more = false;
+        'upload: {
+            for _ in 0..TURNS {
+                if this.upload_stopped {
+                    match this.drain_target(cx) {
+                        Turn::Busy => continue,
+                        _ => break 'upload,
                     }
-                    _ => break,
+                }
+                match this.upload_turn(cx) {
+                    Turn::Done => return Poll::Ready(()),
+                    Turn::Stopped => {
+                        this.upload_stopped = true;
+                        this.upload = None;
+                    }
+                    Turn::Busy => {}
+                    Turn::Idle => break 'upload,
                 }
             }
-            match this.upload_turn(cx) {
-                Turn::Done => return Poll::Ready(()),
-                Turn::Stopped => {
-                    this.upload_stopped = true;
-                    this.upload = None;
-                }
-                Turn::Busy => busy = true,
-                Turn::Idle => break,
-            }
+            more = true;
         }
-        for _ in 0..TURNS {
-            match this.download_turn(cx) {
-                Turn::Done if this.shutting_down => {
-                    let _ = this.target.poll_flush(cx);
-                    return this.target.poll_shutdown(cx).map(|_| ());
+        'download: {
+            for _ in 0..TURNS {
+                match this.download_turn(cx) {
+                    Turn::Done if this.shutting_down => {
+                        let _ = this.target.poll_flush(cx);
+                        return this.target.poll_shutdown(cx).map(|_| ());
+                    }
+                    Turn::Done | Turn::Stopped => return Poll::Ready(()),
+                    Turn::Busy => {}
+                    Turn::Idle => break 'download,
                 }
-                Turn::Done | Turn::Stopped => return Poll::Ready(()),
-                Turn::Busy => busy = true,
-                Turn::Idle => break,
             }
+            more = true;
         }
-        if busy {
-            // Yield after a burst so one connection cannot starve the others.
+        if more {
             cx.waker().wake_by_ref();
         }
         Poll::Pending
