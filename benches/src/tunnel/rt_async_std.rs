@@ -11,64 +11,20 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use remotedialer_async_std::{
     Authorization, Client, ClientBuilder, Server, ServerConfig, SessionHandle, Spawner,
 };
 use remotedialer_tokio::proto::Config;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::harness::{Backend, BoxConn, BoxFuture, Dial, Runtime, Targets};
+use super::harness::{Backend, BoxConn, BoxFuture, Compat, Dial, Runtime, Targets};
 use super::suite::{self, Plan, RunResult};
 use super::targets_neutral;
 
 /// The client key the benchmark's agent connects as.
 const CLIENT_KEY: &str = "bench";
-
-/// A futures-io stream as a tokio one.
-struct Compat<T>(T);
-
-impl<T: futures_io::AsyncRead + Unpin> AsyncRead for Compat<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        // Free when the caller's buffer is already initialized, as the
-        // workloads' are.
-        let dst = buf.initialize_unfilled();
-        match Pin::new(&mut self.0).poll_read(cx, dst) {
-            Poll::Ready(Ok(n)) => {
-                buf.advance(n);
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl<T: futures_io::AsyncWrite + Unpin> AsyncWrite for Compat<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_close(cx)
-    }
-}
 
 /// The executor a run uses: spawning, sleeping and blocking on the suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

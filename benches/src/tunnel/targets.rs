@@ -1,5 +1,5 @@
-//! The plain TCP target servers (tokio, 127.0.0.1) and the echo child
-//! process of B4.
+//! The plain TCP target servers (tokio, 127.0.0.1), the connection handlers
+//! every backend's targets share, and the echo child process of B4.
 //!
 //! Source and sink read an 8-byte little-endian length first, so one server
 //! serves every size and the dialer knows when the transfer is complete.
@@ -8,7 +8,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, Stdio};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// Chunk the targets read and write in.
@@ -71,40 +71,14 @@ where
 /// Writes the requested number of pattern bytes, then closes.
 pub async fn source() -> io::Result<SocketAddr> {
     let (listener, addr) = listen().await?;
-    serve(listener, |mut tcp| async move {
-        let len = tcp.read_u64_le().await?;
-        let mut left = len;
-        while left > 0 {
-            let n = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
-            tcp.write_all(PATTERN.get(..n).unwrap_or_default()).await?;
-            left -= n as u64;
-        }
-        tcp.shutdown().await
-    });
+    serve(listener, source_conn);
     Ok(addr)
 }
 
 /// Reads the announced number of bytes, discards them and answers one byte.
 pub async fn sink() -> io::Result<SocketAddr> {
     let (listener, addr) = listen().await?;
-    serve(listener, |mut tcp| async move {
-        let len = tcp.read_u64_le().await?;
-        let mut buf = vec![0u8; CHUNK];
-        let mut got = 0u64;
-        while got < len {
-            match tcp.read(&mut buf).await? {
-                0 => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "sink: short upload",
-                    ));
-                }
-                n => got += n as u64,
-            }
-        }
-        tcp.write_all(&[1]).await?;
-        tcp.shutdown().await
-    });
+    serve(listener, sink_conn);
     Ok(addr)
 }
 
@@ -115,7 +89,43 @@ pub async fn echo() -> io::Result<SocketAddr> {
     Ok(addr)
 }
 
-async fn echo_conn(mut tcp: TcpStream) -> io::Result<()> {
+// The connection handlers, on tokio's I/O traits (which need no tokio
+// runtime), so that every backend's targets run the same code.
+
+/// One source connection: the length, then that many pattern bytes.
+pub async fn source_conn<S: AsyncRead + AsyncWrite + Unpin>(mut tcp: S) -> io::Result<()> {
+    let len = tcp.read_u64_le().await?;
+    let mut left = len;
+    while left > 0 {
+        let n = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
+        tcp.write_all(PATTERN.get(..n).unwrap_or_default()).await?;
+        left -= n as u64;
+    }
+    tcp.shutdown().await
+}
+
+/// One sink connection: the length, that many bytes swallowed, one byte back.
+pub async fn sink_conn<S: AsyncRead + AsyncWrite + Unpin>(mut tcp: S) -> io::Result<()> {
+    let len = tcp.read_u64_le().await?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut got = 0u64;
+    while got < len {
+        match tcp.read(&mut buf).await? {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "sink: short upload",
+                ));
+            }
+            n => got += n as u64,
+        }
+    }
+    tcp.write_all(&[1]).await?;
+    tcp.shutdown().await
+}
+
+/// One echo connection, until the peer closes.
+pub async fn echo_conn<S: AsyncRead + AsyncWrite + Unpin>(mut tcp: S) -> io::Result<()> {
     // A small buffer: B4's child holds 10000 of these.
     let mut buf = [0u8; 512];
     loop {

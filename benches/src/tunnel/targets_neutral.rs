@@ -1,20 +1,15 @@
-//! The plain TCP target servers again, on async-net sockets and the
-//! futures-io traits, for the async-std and smol backends: the targets then
-//! run on the runtime under test, as the tokio backend's run on tokio, so
-//! neither backend pays for a second runtime's threads and cross-runtime
-//! wake-ups. Same protocol as [`super::targets`].
+//! The plain TCP target servers on async-net sockets, for the async-std and
+//! smol backends: the targets then run on the runtime under test, as the
+//! tokio backend's run on tokio, so neither backend pays for a second
+//! runtime's threads and cross-runtime wake-ups. The connection handlers
+//! are [`super::targets`]' own.
 
 use std::io;
 use std::net::SocketAddr;
 
+use super::harness::{Compat, Runtime};
+use super::targets;
 use async_net::{TcpListener, TcpStream};
-use futures_util::io::{AsyncReadExt, AsyncWriteExt};
-
-use super::harness::Runtime;
-use super::targets::PATTERN;
-
-/// Chunk the targets read and write in (as the tokio targets).
-const CHUNK: usize = PATTERN.len();
 
 /// Accepts until the runtime stops; a failed accept (e.g. out of file
 /// descriptors) is logged and the loop goes on with the next one.
@@ -50,69 +45,23 @@ async fn listen() -> io::Result<(TcpListener, SocketAddr)> {
     Ok((listener, addr))
 }
 
-async fn read_len(tcp: &mut TcpStream) -> io::Result<u64> {
-    let mut len = [0u8; 8];
-    tcp.read_exact(&mut len).await?;
-    Ok(u64::from_le_bytes(len))
-}
-
 /// Writes the requested number of pattern bytes, then closes.
 pub async fn source(rt: &'static dyn Runtime) -> io::Result<SocketAddr> {
     let (listener, addr) = listen().await?;
-    serve(rt, listener, |mut tcp| async move {
-        let len = read_len(&mut tcp).await?;
-        let mut left = len;
-        while left > 0 {
-            let n = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
-            tcp.write_all(PATTERN.get(..n).unwrap_or_default()).await?;
-            left -= n as u64;
-        }
-        tcp.close().await
-    });
+    serve(rt, listener, |tcp| targets::source_conn(Compat(tcp)));
     Ok(addr)
 }
 
 /// Reads the announced number of bytes, discards them and answers one byte.
 pub async fn sink(rt: &'static dyn Runtime) -> io::Result<SocketAddr> {
     let (listener, addr) = listen().await?;
-    serve(rt, listener, |mut tcp| async move {
-        let len = read_len(&mut tcp).await?;
-        let mut buf = vec![0u8; CHUNK];
-        let mut got = 0u64;
-        while got < len {
-            match tcp.read(&mut buf).await? {
-                0 => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "sink: short upload",
-                    ));
-                }
-                n => got += n as u64,
-            }
-        }
-        tcp.write_all(&[1]).await?;
-        tcp.close().await
-    });
+    serve(rt, listener, |tcp| targets::sink_conn(Compat(tcp)));
     Ok(addr)
 }
 
 /// Echoes until the peer closes.
 pub async fn echo(rt: &'static dyn Runtime) -> io::Result<SocketAddr> {
     let (listener, addr) = listen().await?;
-    serve(rt, listener, |mut tcp| async move {
-        let mut buf = [0u8; 512];
-        loop {
-            let n = match tcp.read(&mut buf).await {
-                Ok(0) => break,
-                Ok(n) => n,
-                // The tunnel may end a connection with a reset; that is its close.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
-                Err(e) => return Err(e),
-            };
-            tcp.write_all(buf.get(..n).unwrap_or_default()).await?;
-        }
-        let _ = tcp.close().await;
-        Ok(())
-    });
+    serve(rt, listener, |tcp| targets::echo_conn(Compat(tcp)));
     Ok(addr)
 }
