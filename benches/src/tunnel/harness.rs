@@ -78,7 +78,7 @@ pub struct Targets {
 /// Everything a backend (runtime + adapter) supplies to the suite.
 pub struct Backend {
     /// Spawning and sleeping.
-    pub rt: Arc<dyn Runtime>,
+    pub rt: &'static dyn Runtime,
     /// Dials through the tunnel: server side of the adapter, over one
     /// WebSocket to its client side in this process.
     pub tunnel: Arc<dyn Dial>,

@@ -196,10 +196,7 @@ pub fn run(
             rt.sleep(Duration::from_millis(5)).await;
         }
         let backend = Backend {
-            rt: match flavor {
-                Flavor::AsyncStd => Arc::new(AsyncStdRuntime),
-                Flavor::Smol => Arc::new(SmolRuntime),
-            },
+            rt,
             tunnel: Arc::new(Tunnel {
                 server: server.clone(),
                 client_session,

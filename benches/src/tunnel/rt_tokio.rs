@@ -142,7 +142,7 @@ pub async fn start(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let backend = Backend {
-        rt: Arc::new(TokioRuntime),
+        rt: &TokioRuntime,
         tunnel: Arc::new(Tunnel {
             server: server.clone(),
             client_session,

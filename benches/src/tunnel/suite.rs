@@ -85,8 +85,9 @@ where
 
 /// Runs a single-stream workload as a task of the runtime under test, as an
 /// application's dials run (in request handlers), not on the thread that
-/// blocks on the suite: that thread is outside the executor's worker pool
-/// under both tokio and async-std, so every wake-up would cross threads.
+/// blocks on the suite. That thread is not one of the executor's workers, so
+/// it gave the dialer a thread of its own that no application has (README,
+/// "Measured", has the effect on the figures).
 async fn in_task<T: Send + 'static>(
     rt: &dyn Runtime,
     f: impl std::future::Future<Output = io::Result<T>> + Send + 'static,
@@ -98,7 +99,7 @@ async fn in_task<T: Send + 'static>(
 pub async fn run(backend: &Backend, plan: &Plan) -> io::Result<Vec<RunResult>> {
     let s = plan.sizes;
     let t = backend.targets;
-    let (rt, tunnel, plain) = (backend.rt.as_ref(), &backend.tunnel, &backend.plain);
+    let (rt, tunnel, plain) = (backend.rt, &backend.tunnel, &backend.plain);
     let mut results = Vec::with_capacity(plan.runs);
     for run in 0..plan.runs {
         let mut r = RunResult::default();
