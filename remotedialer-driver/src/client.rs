@@ -1,6 +1,7 @@
 //! The checks both adapters' client builders run before connecting.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::Uri;
 use remotedialer_proto::Config;
@@ -18,7 +19,10 @@ pub struct ClientSettings<'a, A> {
     /// The connect authorizer; required.
     pub authorizer: Option<A>,
     /// The core's settings.
-    pub session: &'a Config,
+    pub session: Config,
+    /// A dial timeout set on its own; it wins over `session.dial_timeout`
+    /// whichever of the two setters ran last.
+    pub dial_timeout: Option<Duration>,
     /// Roots to trust for `wss://` when no complete TLS config was given.
     pub roots: &'a TlsRoots,
     /// A complete TLS config, overriding `roots`.
@@ -34,6 +38,8 @@ pub struct CheckedClient<A> {
     pub url: Uri,
     /// The TLS config, for `wss://` only.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The core's settings, with the dial timeout applied.
+    pub session: Config,
 }
 
 impl<A> ClientSettings<'_, A> {
@@ -49,21 +55,28 @@ impl<A> ClientSettings<'_, A> {
                 "no connect authorizer: choose which targets the server may dial".into(),
             )
         })?;
-        self.session
+        let mut session = self.session;
+        if let Some(timeout) = self.dial_timeout {
+            session.dial_timeout = timeout;
+        }
+        session
             .validate()
             .map_err(|e| ClientError::Config(e.to_string()))?;
         let url = normalize_url(self.url)?;
         let tls = match (self.tls, url.scheme_str() == Some("wss")) {
-            (Some(cfg), _) => Some(cfg),
+            (Some(cfg), true) => Some(cfg),
             (None, true) => Some(
                 tls::client_config(self.roots).map_err(|e| ClientError::Config(e.to_string()))?,
             ),
-            (None, false) => None,
+            // A TLS config given for a `ws://` URL is not used: the scheme
+            // decides, in both adapters.
+            (_, false) => None,
         };
         Ok(CheckedClient {
             authorizer,
             url,
             tls,
+            session,
         })
     }
 }
@@ -91,7 +104,49 @@ pub fn normalize_url(url: &str) -> Result<Uri, ClientError> {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize_url;
+    use std::time::Duration;
+
+    use super::{ClientSettings, normalize_url};
+    use crate::tls::TlsRoots;
+
+    static ROOTS: TlsRoots = TlsRoots::WebPki;
+
+    fn settings(url: &str) -> ClientSettings<'_, ()> {
+        ClientSettings {
+            url,
+            errors: &[],
+            authorizer: Some(()),
+            session: remotedialer_proto::Config {
+                dial_timeout: Duration::from_secs(7),
+                ..Default::default()
+            },
+            dial_timeout: None,
+            roots: &ROOTS,
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn a_dial_timeout_set_on_its_own_wins_over_the_session_config() {
+        assert_eq!(
+            settings("ws://h/c").check().unwrap().session.dial_timeout,
+            Duration::from_secs(7)
+        );
+        let mut s = settings("ws://h/c");
+        s.dial_timeout = Some(Duration::from_secs(3));
+        assert_eq!(
+            s.check().unwrap().session.dial_timeout,
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn plain_urls_get_no_tls_even_with_a_config() {
+        let mut s = settings("ws://h/c");
+        s.tls = Some(crate::tls::client_config(&TlsRoots::default()).unwrap());
+        assert!(s.check().unwrap().tls.is_none());
+        assert!(settings("wss://h/c").check().unwrap().tls.is_some());
+    }
 
     #[test]
     fn urls_are_normalized_or_refused() {

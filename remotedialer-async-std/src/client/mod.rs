@@ -39,6 +39,7 @@ pub struct ClientBuilder {
     authorizer: Option<Arc<ConnectAuthorizer>>,
     dialer: Option<Arc<LocalDialer>>,
     session: Config,
+    dial_timeout: Option<Duration>,
     roots: TlsRoots,
     tls: Option<Arc<rustls::ClientConfig>>,
     use_env_proxy: bool,
@@ -71,6 +72,7 @@ impl ClientBuilder {
             authorizer: None,
             dialer: None,
             session: Config::default(),
+            dial_timeout: None,
             roots: TlsRoots::default(),
             tls: None,
             use_env_proxy: true,
@@ -117,9 +119,11 @@ impl ClientBuilder {
         self
     }
 
-    /// How long a dial may take (default 1 minute, as Go).
+    /// How long a dial may take (default 1 minute, as Go). Wins over the
+    /// `dial_timeout` of [`session_config`](Self::session_config), in
+    /// whichever order the two are called.
     pub fn dial_timeout(mut self, timeout: Duration) -> Self {
-        self.session.dial_timeout = timeout;
+        self.dial_timeout = Some(timeout);
         self
     }
 
@@ -187,11 +191,13 @@ impl ClientBuilder {
             authorizer,
             url,
             tls,
+            session,
         } = ClientSettings {
             url: &self.url,
             errors: &self.errors,
             authorizer: self.authorizer,
-            session: &self.session,
+            session: self.session,
+            dial_timeout: self.dial_timeout,
             roots: &self.roots,
             tls: self.tls,
         }
@@ -203,7 +209,7 @@ impl ClientBuilder {
                 headers: self.headers,
                 authorizer,
                 dialer: self.dialer,
-                session: self.session,
+                session,
                 tls,
                 use_env_proxy: self.use_env_proxy,
                 proxy: self.proxy,
