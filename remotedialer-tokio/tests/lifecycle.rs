@@ -123,3 +123,48 @@ async fn sessions_come_and_go_in_the_registry() {
     b.client.cancel();
     wait_for("no sessions", || srv.server.list_clients().is_empty()).await;
 }
+
+#[tokio::test]
+async fn cancel_and_shutdown_stick_before_anything_runs() {
+    // A cancel with no `run` in progress used to be dropped (a tokio watch
+    // `send` with no receiver), so a later `run` went on for ever.
+    let srv = start_server(fast_server_config()).await;
+    let c = client(&srv.url, "early", fast_config());
+    c.cancel();
+    assert!(c.is_cancelled());
+    within("run after cancel", Duration::from_secs(5), c.run()).await;
+    assert!(!srv.server.has_session("early"));
+
+    // The same for a server shut down before `serve` starts.
+    let server = srv.server.clone();
+    within("shutdown", Duration::from_secs(10), server.shutdown()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    within(
+        "serve after shutdown",
+        Duration::from_secs(5),
+        server.serve(listener),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn cancel_during_the_handshake_ends_connect_once() {
+    // A server that accepts and never answers the upgrade request.
+    let silent = stuck_server().await;
+    let c = client(&format!("ws://{silent}/connect"), "slow", fast_config());
+    let connecting = tokio::spawn({
+        let c = c.clone();
+        async move { c.connect_once().await }
+    });
+    tokio::task::yield_now().await;
+    c.cancel();
+    // The handshake timeout is 10 s; a cancel must not wait for it.
+    let result = within(
+        "connect_once after cancel",
+        Duration::from_secs(3),
+        connecting,
+    )
+    .await;
+    assert!(result.unwrap().is_ok());
+}

@@ -287,7 +287,9 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Stops [`run`](Self::run) and ends the current session.
     pub fn cancel(&self) {
-        let _ = self.inner.cancel.send(true);
+        // `send` drops the value when nobody is subscribed (no `run` in
+        // progress); the flag must stick for `is_cancelled` and later runs.
+        self.inner.cancel.send_replace(true);
     }
 
     /// True once [`cancel`](Self::cancel) was called.
@@ -326,12 +328,15 @@ impl Client {
         if *cancelled.borrow() {
             return Ok(());
         }
-        let ws = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake())
-            .await
-            .map_err(|_| ClientError::Connect {
+        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake());
+        let ws = tokio::select! {
+            result = handshake => result.map_err(|_| ClientError::Connect {
                 url: inner.url.to_string(),
                 source: std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"),
-            })??;
+            })??,
+            // A cancel during the handshake ends it at once, as on async-std.
+            _ = cancelled.changed() => return Ok(()),
+        };
         let identity = SessionIdentity {
             client_key: inner.client_key.clone(),
             session_key: 0,

@@ -222,7 +222,9 @@ impl Server {
         // First flush what every stream was told it wrote, then cut whatever
         // is still stuck (a stream the peer keeps paused).
         inner.sessions.shut_down_gracefully();
-        let _ = inner.shutdown_tx.send(true);
+        // `send` drops the value when no `serve` is subscribed; a `serve`
+        // started after shutdown must see it.
+        inner.shutdown_tx.send_replace(true);
         let links = inner.peering.stop_links();
         let _ = tokio::time::timeout(DRAIN_DEADLINE, self.sessions_finished()).await;
         inner.sessions.shut_down();

@@ -103,7 +103,8 @@ impl Server {
                         continue;
                     }
                 },
-                _ = stop.changed() => return Ok(()),
+                // `wait_for` sees a shutdown that came before this `serve`.
+                _ = async { stop.wait_for(|stopped| *stopped).await.map(|_| ()) } => return Ok(()),
             };
             let _ = tcp.set_nodelay(true);
             let server = self.clone();
