@@ -72,7 +72,8 @@ impl Refusal {
 /// Decides who the request is: a peer presenting its id and the token
 /// `peer_token` knows for that id (compared in constant time), else whoever
 /// `authorizer` accepts. A request with a peer id header never reaches the
-/// authorizer, as in Go.
+/// authorizer (Go falls through to it; see the README's table of
+/// differences).
 pub fn admit(
     parts: &Parts,
     peer_token: impl FnOnce(&str) -> Option<String>,

@@ -8,7 +8,8 @@
 //! that is paused (or whose send buffers are full) leaves bytes unread in the
 //! source, whose session then pauses its own sender. At most one chunk per
 //! direction is held outside the sessions, and it is a slice of a received
-//! WebSocket message, not a copy.
+//! WebSocket message, not a copy (payloads under
+//! `Config::min_zero_copy_payload` are small copies made by the core).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,7 +35,7 @@ struct Lane {
 }
 
 enum Turn {
-    /// Waiting on a stream; a waker is registered.
+    /// Waiting on a stream (a waker is registered), or this lane stopped.
     Idle,
     /// Moved something; more may be ready.
     Busy,
@@ -125,27 +126,36 @@ impl Future for Bridge {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        let mut busy = false;
-        for _ in 0..TURNS {
-            match this.a_to_b.turn(cx, &this.a, &this.b) {
-                Turn::End => return Poll::Ready(()),
-                Turn::Busy => busy = true,
-                Turn::Idle => break,
+        // Yield only when a lane used up its turns with work left; an idle
+        // lane has registered its wake-up (or is stopped), as in `Pipe`.
+        let mut more = false;
+        'a_to_b: {
+            for _ in 0..TURNS {
+                match this.a_to_b.turn(cx, &this.a, &this.b) {
+                    Turn::End => return Poll::Ready(()),
+                    Turn::Busy => {}
+                    Turn::Idle => break 'a_to_b,
+                }
             }
+            more = true;
         }
-        for _ in 0..TURNS {
-            match this.b_to_a.turn(cx, &this.b, &this.a) {
-                Turn::End => return Poll::Ready(()),
-                Turn::Busy => busy = true,
-                Turn::Idle => break,
+        'b_to_a: {
+            for _ in 0..TURNS {
+                match this.b_to_a.turn(cx, &this.b, &this.a) {
+                    Turn::End => return Poll::Ready(()),
+                    Turn::Busy => {}
+                    Turn::Idle => break 'b_to_a,
+                }
             }
+            more = true;
         }
         if this.a_to_b.stopped && this.b_to_a.stopped {
             // Both destinations failed writes: both streams are over.
             return Poll::Ready(());
         }
-        if busy {
-            // Yield after a burst so one connection cannot starve the others.
+        if more {
+            // A burst used up its turns: yield so one connection cannot
+            // starve the others.
             cx.waker().wake_by_ref();
         }
         Poll::Pending

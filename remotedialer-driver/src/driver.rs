@@ -1,11 +1,13 @@
 //! The future that drives one session over one WebSocket.
 //!
-//! One task per session: it reads every message that is ready, feeds them to
-//! the core under one lock, drains the core's transmits into the WebSocket
-//! (fed in a batch, flushed once), wakes the streams whose state changed and
-//! re-arms one timer. Reading never waits for writing: a WebSocket that
-//! cannot take more output leaves messages in the outbox while reads,
-//! Pongs, Pause and other connections' data go on being processed.
+//! One task per session: it reads a batch of the messages that are ready,
+//! feeds them to the core under one lock, drains the core's transmits into
+//! the WebSocket (fed and flushed until the socket pushes back), wakes the
+//! streams whose state changed and re-arms one timer. While the session
+//! runs, reading never waits for writing: a WebSocket that cannot take more
+//! output leaves messages in the outbox while reads, Pongs, Pause and other
+//! connections' data go on being processed. After the end, the last output
+//! gets at most [`FLUSH_GRACE`] and the close handshake [`CLOSE_GRACE`].
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -26,12 +28,20 @@ use crate::trace::DataTrace;
 
 /// Messages read from the WebSocket per lock of the core.
 const READ_BATCH: usize = 64;
+/// Bytes read per lock of the core (one message always goes through): the
+/// core enforces the receive budgets only once it sees a message, so a batch
+/// of 64 large messages must not sit here first.
+const READ_BYTES: usize = 1 << 20;
 /// Messages taken from the core per round before writing them out.
 const WRITE_BATCH: usize = 64;
 /// Rounds per poll before yielding to other tasks.
 const ROUNDS: usize = 32;
 /// How long a closing session waits for its Close frame to go out.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long an ended session keeps writing what it had taken from the core
+/// (a graceful shutdown's last Data and EOFs) before it gives up on a peer
+/// that does not read.
+const FLUSH_GRACE: Duration = Duration::from_secs(10);
 
 /// A timer supplied by the runtime. The driver decides expiry by the clock;
 /// the timer only has to wake the task at (or after) the deadline.
@@ -97,6 +107,7 @@ pub struct Driver<W, T> {
     socket_gone: bool,
     close_sent: bool,
     close_deadline: Option<Instant>,
+    flush_deadline: Option<Instant>,
     finished: bool,
 }
 
@@ -127,15 +138,21 @@ where
             socket_gone: false,
             close_sent: false,
             close_deadline: None,
+            flush_deadline: None,
             finished: false,
         }
     }
 
     /// Reads whatever the WebSocket has ready, up to a batch.
     fn read_ready(&mut self, cx: &mut Context<'_>) {
-        while self.inbox.len() < READ_BATCH && self.transport_error.is_none() {
+        let mut bytes = 0;
+        while self.inbox.len() < READ_BATCH && bytes < READ_BYTES && self.transport_error.is_none()
+        {
             match Pin::new(&mut self.ws).poll_next(cx) {
-                Poll::Ready(Some(Ok(msg))) => self.inbox.push(msg),
+                Poll::Ready(Some(Ok(msg))) => {
+                    bytes += msg.len();
+                    self.inbox.push(msg);
+                }
                 Poll::Ready(Some(Err(e))) => self.socket_failed(e.to_string()),
                 Poll::Ready(None) => self.socket_failed("connection closed".into()),
                 Poll::Pending => break,
@@ -278,8 +295,8 @@ where
         }
     }
 
-    /// After the end: send a Close frame (unless the transport is what
-    /// failed), waiting at most [`CLOSE_GRACE`].
+    /// The WebSocket failed or ended: nothing more can be sent on it; the
+    /// reason goes to the core on the next round.
     fn socket_failed(&mut self, reason: String) {
         self.socket_gone = true;
         self.transport_error.get_or_insert(reason);
@@ -307,13 +324,49 @@ where
                 Poll::Pending => return self.wait_until(deadline, cx),
             }
         }
-        loop {
+        // A peer that keeps sending must not hold this task past the
+        // deadline: read a batch, then yield.
+        for _ in 0..READ_BATCH {
             match Pin::new(&mut self.ws).poll_next(cx) {
                 Poll::Ready(Some(Ok(_))) => continue,
                 Poll::Ready(Some(Err(_))) | Poll::Ready(None) => return Poll::Ready(()),
                 Poll::Pending => return self.wait_until(deadline, cx),
             }
         }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// After the end: writes out what was taken from the core before it
+    /// ended, for at most [`FLUSH_GRACE`]. Input is read and dropped
+    /// meanwhile (the core has ended), so that a peer blocked writing to us
+    /// can go on and read. `Ready` once the outbox is out or given up.
+    fn poll_flush_last(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.write_out(cx);
+        if self.outbox.is_empty() || self.transport_error.is_some() {
+            return Poll::Ready(());
+        }
+        let deadline = *self
+            .flush_deadline
+            .get_or_insert_with(|| Instant::now() + FLUSH_GRACE);
+        if Instant::now() >= deadline {
+            tracing::debug!(
+                left = self.outbox.len(),
+                "peer not reading: last output dropped"
+            );
+            return Poll::Ready(());
+        }
+        for _ in 0..READ_BATCH {
+            match Pin::new(&mut self.ws).poll_next(cx) {
+                Poll::Ready(Some(Ok(_))) => continue,
+                Poll::Ready(Some(Err(e))) => self.socket_failed(e.to_string()),
+                Poll::Ready(None) => self.socket_failed("connection closed".into()),
+                Poll::Pending => return self.wait_until(deadline, cx),
+            }
+            return Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     fn wait_until(&mut self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
@@ -343,8 +396,7 @@ where
             if this.ended.is_some() {
                 // Messages taken from the core before it ended (a graceful
                 // shutdown's last Data and EOFs) still go out first.
-                this.write_out(cx);
-                if !this.outbox.is_empty() && this.transport_error.is_none() {
+                if this.poll_flush_last(cx).is_pending() {
                     return Poll::Pending;
                 }
                 return match this.poll_closing(cx) {

@@ -12,8 +12,9 @@
 //! Beside the pump, the decisions both adapters make the same way live here
 //! so that they cannot drift apart: who may open a server session
 //! ([`admission`]) and the server's session bookkeeping ([`sessions`]), the
-//! client's dial error texts ([`dial`]), its reconnect policy ([`backoff`]),
-//! its proxy rules ([`proxy`]), and the rustls configurations ([`tls`]).
+//! client's settings check ([`client`]), its handling of connect requests and
+//! dial error texts ([`dial`]), its reconnect policy ([`backoff`]), its proxy
+//! rules ([`proxy`]), and the rustls configurations ([`tls`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

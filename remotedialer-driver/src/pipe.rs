@@ -4,7 +4,8 @@
 //! through one buffer per thread and straight into the session's send queue
 //! (the one copy the data path needs); bytes are kept aside only when flow
 //! control refuses them. The other way, received chunks are slices of the
-//! WebSocket message, written to the target as they are.
+//! WebSocket message (payloads under `Config::min_zero_copy_payload` are
+//! small copies), written to the target as they are.
 
 use std::cell::RefCell;
 use std::future::Future;

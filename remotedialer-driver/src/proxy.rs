@@ -139,9 +139,18 @@ pub fn connect_request(proxy: &Uri, host: &str, port: u16) -> String {
         .and_then(|a| a.as_str().rsplit_once('@'))
         .map(|(u, _)| u)
     {
+        // As Go's url.User: the user and password are percent-decoded
+        // before they are joined and encoded.
+        let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+        let credentials = [
+            percent_decode(user),
+            b":".to_vec(),
+            percent_decode(password),
+        ]
+        .concat();
         request.push_str(&format!(
             "Proxy-Authorization: Basic {}\r\n",
-            base64(userinfo.as_bytes())
+            base64(&credentials)
         ));
     }
     request.push_str("\r\n");
@@ -176,6 +185,30 @@ pub fn check_connect_response(head: &[u8]) -> io::Result<()> {
 /// The error for a response head longer than [`MAX_RESPONSE_HEAD`].
 pub fn response_head_too_long() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, "proxy response head too long")
+}
+
+/// `%XX` sequences to bytes; anything else (including a malformed `%`) as is.
+fn percent_decode(input: &str) -> Vec<u8> {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn base64(input: &[u8]) -> String {
@@ -218,6 +251,19 @@ mod tests {
         assert!(!bypasses("11.1.2.3", 443, "10.0.0.0/8"));
         assert!(bypasses("example.com", 8443, "example.com:8443"));
         assert!(!bypasses("example.com", 443, "example.com:8443"));
+    }
+
+    #[test]
+    fn proxy_credentials_are_percent_decoded_as_in_go() {
+        let proxy: Uri = "http://us%65r:p%40ss%3A@proxy.local:3128".parse().unwrap();
+        let head = connect_request(&proxy, "h", 1);
+        // base64("user:p@ss:")
+        assert!(
+            head.contains("Proxy-Authorization: Basic dXNlcjpwQHNzOg==\r\n"),
+            "{head}"
+        );
+        assert_eq!(percent_decode("a%2"), b"a%2");
+        assert_eq!(percent_decode("%zz%41"), b"%zzA");
     }
 
     #[test]

@@ -195,3 +195,61 @@ fn flush_that_drains_the_socket_does_not_strand_the_outbox() {
         "the driver went idle with data in its outbox and nothing to wake it"
     );
 }
+
+/// A timer that only answers when asked (the test polls on its own).
+struct ClockTimer(Option<Instant>);
+
+impl Timer for ClockTimer {
+    fn reset(&mut self, deadline: Instant) {
+        self.0 = Some(deadline);
+    }
+
+    fn poll_expired(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        match self.0 {
+            Some(at) if Instant::now() >= at => Poll::Ready(()),
+            _ => Poll::Pending,
+        }
+    }
+}
+
+#[test]
+fn an_ended_session_gives_up_on_a_peer_that_never_reads() {
+    // The socket is full for ever: the peer never reads.
+    let socket = ScriptedSocket::default();
+    socket
+        .0
+        .lock()
+        .unwrap()
+        .ready
+        .extend(std::iter::repeat_n(Outcome::Full, 1_000_000));
+    let identity = SessionIdentity {
+        client_key: "agent".into(),
+        session_key: 1,
+    };
+    let session = Session::new(Role::Server, identity, Config::default(), Instant::now()).unwrap();
+    let (handle, mut driver) = start(
+        session,
+        socket.clone(),
+        ClockTimer(None),
+        Box::new(RefuseConnects),
+        SessionMetrics::new(None, "agent"),
+    );
+    let stream = handle.open("tcp", "127.0.0.1:1").unwrap();
+    let flag = Arc::new(Flag::default());
+    let waker = Waker::from(flag.clone());
+    let mut cx = Context::from_waker(&waker);
+    assert!(stream.poll_write(&mut cx, &[1u8; 4096]).is_ready());
+    assert!(Pin::new(&mut driver).poll(&mut cx).is_pending());
+    handle.shutdown_gracefully();
+
+    // It used to wait for ever with its outbox full. Now it gives up after
+    // its grace periods; the bound here only keeps a regression from hanging.
+    let limit = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if Pin::new(&mut driver).poll(&mut cx).is_ready() {
+            break;
+        }
+        assert!(Instant::now() < limit, "the ended driver never gave up");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
