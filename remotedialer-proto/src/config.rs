@@ -50,12 +50,15 @@ pub struct Config {
     /// Outgoing Data is split into messages carrying at most this many bytes
     /// (Go's peers send 32 KiB).
     pub max_data_message: usize,
-    /// At most this many live connections per session; further Connect
-    /// requests are refused.
+    /// At most this many connections per session, counting those still
+    /// closing or not yet released by the application; further Connect
+    /// requests (and `open`s) are refused.
     pub max_connections: usize,
-    /// At most this many replies to unsolicited messages (Error for an unknown
-    /// connection, refused Connect) wait to be sent; more are dropped, so a
-    /// flood cannot grow the send queue.
+    /// At most this many replies a peer can provoke without bound (Error for
+    /// an unknown connection, a refused or unparsable Connect) wait to be
+    /// sent; more are dropped, so a flood cannot grow the send queue. The
+    /// Error that ends a connection the peer has open is not counted: each
+    /// connection ends once.
     pub max_pending_replies: usize,
     /// Peer sessions: at most this many announced client sessions.
     pub max_remote_clients: usize,
@@ -99,6 +102,9 @@ impl Default for Config {
 #[error("invalid session config: {0}")]
 pub struct ConfigError(pub &'static str);
 
+/// The longest interval or timeout a [`Config`] accepts.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 impl Config {
     /// Checks the relations the session relies on.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -112,11 +118,31 @@ impl Config {
                 "max_connection_receive_buffer must exceed pause_threshold",
             ));
         }
-        if self.max_data_message == 0 || self.max_connection_send_buffer == 0 {
-            return Err(ConfigError("send sizes must be positive"));
+        if self.resume_threshold == 0 {
+            // Nothing is ever below 0 bytes: a paused peer would never resume.
+            return Err(ConfigError("resume_threshold must be positive"));
+        }
+        if self.max_data_message == 0
+            || self.max_connection_send_buffer == 0
+            || self.max_session_send_buffer == 0
+            || self.max_session_receive_buffer == 0
+        {
+            return Err(ConfigError("buffer sizes must be positive"));
         }
         if self.ping_interval.is_zero() || self.sync_interval.is_zero() {
             return Err(ConfigError("intervals must be positive"));
+        }
+        // Deadlines are `now + duration`; a duration no clock can add (say
+        // Duration::MAX for "never") would panic there.
+        let longest = [
+            self.ping_interval,
+            self.keepalive_timeout,
+            self.sync_interval,
+            self.sync_grace,
+            self.dial_timeout,
+        ];
+        if longest.iter().any(|d| *d > MAX_DURATION) {
+            return Err(ConfigError("durations must not exceed 100 years"));
         }
         if self.keepalive_timeout <= self.ping_interval {
             return Err(ConfigError("keepalive_timeout must exceed ping_interval"));

@@ -293,6 +293,10 @@ impl Session {
         if client_key.contains('/') {
             return Err(AnnounceError::InvalidKey("contains '/'"));
         }
+        if client_key.is_empty() {
+            // A peer (ours) takes "/123" for a bad announcement and ends the link.
+            return Err(AnnounceError::InvalidKey("empty"));
+        }
         let text = format!("{client_key}/{session_key}");
         if text.len() > CLIENT_READ_LIMIT {
             return Err(AnnounceError::InvalidKey(
@@ -454,6 +458,15 @@ impl Session {
     }
 
     /// Answers an unsolicited message with an Error, within the reply bound.
+    /// Tells the peer that a connection it has open ended here. Not a reply
+    /// that the peer could provoke without bound (each connection ends once),
+    /// so it is never dropped: a dropped one would leave the peer's end of
+    /// the connection open for the rest of the session.
+    fn send_end(&mut self, conn_id: ConnId, text: &str) {
+        let msg_id = self.take_message_id();
+        self.push_control(Message::error(msg_id, conn_id, text), false);
+    }
+
     fn reply_error(&mut self, conn_id: ConnId, text: &str) {
         let msg_id = self.take_message_id();
         self.push_control(Message::error(msg_id, conn_id, text), true);

@@ -81,7 +81,7 @@ impl Session {
         if let Some(err) = limit {
             let text = err.to_string();
             self.finish(conn_id, Some(err));
-            self.reply_error(conn_id, &text);
+            self.send_end(conn_id, &text);
             return;
         }
         let payload = if n < self.config.min_zero_copy_payload {
@@ -93,8 +93,11 @@ impl Session {
         // Under session-wide pressure every connection pauses early, so many
         // slow readers together stay inside the session budget instead of
         // each filling up to the per-connection threshold.
+        // Twice the resume threshold, not the threshold itself: with no gap
+        // every Data message would queue a Pause and the next small read a
+        // Resume, a control message per message for a peer to pile up.
         let pause_at = if self.received_total > self.config.max_session_receive_buffer / 2 {
-            self.config.resume_threshold
+            (2 * self.config.resume_threshold).min(self.config.pause_threshold)
         } else {
             self.config.pause_threshold
         };
@@ -129,7 +132,7 @@ impl Session {
         if let Some(existing) = self.conns.get(&conn_id) {
             if existing.is_open() {
                 self.finish(conn_id, Some(ConnectionError::DuplicateId));
-                self.reply_error(conn_id, "connection id already in use");
+                self.send_end(conn_id, "connection id already in use");
             }
             return;
         }
@@ -197,7 +200,12 @@ impl Session {
             return;
         };
         if added {
-            if self.remote_client_count >= self.config.max_remote_clients {
+            let known = self
+                .remote_clients
+                .get(key)
+                .is_some_and(|s| s.contains(&session_key));
+            // A repeated announcement adds nothing, so it cannot pass the cap.
+            if !known && self.remote_client_count >= self.config.max_remote_clients {
                 self.fail(SessionError::TooManyRemoteClients(
                     self.config.max_remote_clients,
                 ));

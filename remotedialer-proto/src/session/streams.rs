@@ -79,6 +79,11 @@ impl Session {
             .conns
             .get_mut(&conn_id)
             .ok_or(ReadError::UnknownConnection(conn_id))?;
+        if max == 0 && !conn.recv.is_empty() {
+            // Nothing can be taken, but unread bytes mean the stream has not
+            // ended, and a Blocked would never be followed by Readable.
+            return Ok(Some(Bytes::new()));
+        }
         let popped = if max > 0 {
             conn.recv.pop(max, resume_below)
         } else {

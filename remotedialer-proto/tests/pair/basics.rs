@@ -280,3 +280,34 @@ fn data_for_an_unknown_connection_is_answered_and_a_flood_stays_bounded() {
     p.drive();
     assert_eq!(p.read_all(Server, conn).0, b"ok");
 }
+
+#[test]
+fn configs_that_would_hang_or_panic_are_refused() {
+    use std::time::Duration;
+    let bad = [
+        Config {
+            resume_threshold: 0,
+            ..Config::default()
+        },
+        Config {
+            max_session_send_buffer: 0,
+            ..Config::default()
+        },
+        Config {
+            max_session_receive_buffer: 0,
+            ..Config::default()
+        },
+        Config {
+            sync_interval: Duration::MAX,
+            ..Config::default()
+        },
+        Config {
+            keepalive_timeout: Duration::MAX,
+            ..Config::default()
+        },
+    ];
+    for cfg in bad {
+        assert!(cfg.validate().is_err(), "{cfg:?}");
+    }
+    assert!(Config::default().validate().is_ok());
+}

@@ -352,3 +352,63 @@ fn a_connection_ending_with_queued_bytes_wakes_budget_waiters() {
         "woken by the reset itself"
     );
 }
+
+#[test]
+fn a_zero_byte_read_with_bytes_waiting_is_neither_blocked_nor_the_end() {
+    let mut p = Pair::default_config();
+    let conn = p.open_connected();
+    assert_eq!(p.client.session.read(conn, 0), Err(ReadError::Blocked));
+    assert_eq!(p.pump(Server, conn, b"abc"), 3);
+    p.drive();
+    assert_eq!(p.client.session.read(conn, 0), Ok(Some(Bytes::new())));
+    p.server.session.close(conn);
+    p.drive();
+    // Closed by the peer with bytes unread: still not the end.
+    assert_eq!(p.client.session.read(conn, 0), Ok(Some(Bytes::new())));
+    assert_eq!(
+        p.client.session.read(conn, 10),
+        Ok(Some(Bytes::from_static(b"abc")))
+    );
+    assert_eq!(p.client.session.read(conn, 0), Ok(None));
+}
+
+#[test]
+fn under_session_pressure_pause_and_resume_keep_a_gap() {
+    // Small budgets so that pressure (over half the session budget) is easy
+    // to reach: then a connection pauses early, but at twice the resume
+    // threshold, so reading a little does not Resume only for the next Data
+    // message to Pause again.
+    let cfg = Config {
+        pause_threshold: 64 << 10,
+        resume_threshold: 8 << 10,
+        max_connection_receive_buffer: 1 << 20,
+        max_session_receive_buffer: 256 << 10,
+        min_zero_copy_payload: 0,
+        ..Config::default()
+    };
+    let mut p = Pair::new(cfg.clone());
+    let conns: Vec<ConnId> = (0..6).map(|_| p.open_connected()).collect();
+    let data = pattern(40 << 10, 9);
+    for &c in &conns {
+        p.pump(Server, c, &data);
+    }
+    p.drive();
+    // Now over half the budget (the other five hold 200 KiB). Bring one
+    // connection just under the resume threshold, then let it hover there:
+    // 100 bytes in, 100 bytes read, twenty times.
+    let c = conns[0];
+    let mut excess = p.client.session.readable_len(c) - (cfg.resume_threshold - 50);
+    while excess > 0 {
+        excess -= p.client.session.read(c, excess).unwrap().unwrap().len();
+    }
+    p.drive();
+    let before = p.client.sent_count(c, MessageType::Pause);
+    for _ in 0..20 {
+        assert_eq!(p.pump(Server, c, &data[..100]), 100);
+        p.drive();
+        assert_eq!(p.client.session.read(c, 100).unwrap().unwrap().len(), 100);
+        p.drive();
+    }
+    let pauses = p.client.sent_count(c, MessageType::Pause) - before;
+    assert!(pauses <= 1, "{pauses} Pauses for 2 KB of small messages");
+}

@@ -208,6 +208,24 @@ fn peer_session_tracks_announcements_and_ends_on_malformed_ones() {
         ]
     );
     assert!(drain(&mut peer).is_empty() && !peer.is_closed());
+
+    // At the cap of announced clients, a repeated announcement adds nothing
+    // and is no reason to end the link; a new one is.
+    let cfg = Config {
+        max_remote_clients: 1,
+        ..Config::default()
+    };
+    let mut peer = Session::new(Role::Peer, server_identity(), cfg, now).unwrap();
+    let add = |id, who: &'static str| Message {
+        id,
+        conn_id: ConnId(0),
+        body: Body::AddClient(who.into()),
+    };
+    peer.handle_message(add(1, "foo/1").to_bytes(), now);
+    peer.handle_message(add(2, "foo/1").to_bytes(), now);
+    assert!(!peer.is_closed(), "a repeated announcement ended the link");
+    peer.handle_message(add(3, "bar/1").to_bytes(), now);
+    assert!(peer.is_closed(), "the cap was not enforced");
 }
 
 #[test]
