@@ -364,6 +364,12 @@ async fn random_bytes_never_hurt_another_session() {
         // nothing behind.
         wait_for("the junk session to end", || !srv.server.has_session(&id)).await;
     }
+    // The 101 comes before the server registers a session, so a junk session
+    // could register after its check above: none may be left at the end.
+    wait_for("only the good agent to be left", || {
+        srv.server.list_clients() == ["good"]
+    })
+    .await;
     good.finish(&srv).await;
 }
 

@@ -69,7 +69,12 @@ async fn ten_thousand_open_close_cycles_leave_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_come_and_go_in_the_registry() {
-    let srv = start_server(ServerConfig::default()).await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let srv = start_server(ServerConfig {
+        metrics: Some(remotedialer_tokio::Metrics::register(&mut registry)),
+        ..ServerConfig::default()
+    })
+    .await;
     assert!(srv.server.list_clients().is_empty());
     let echo = echo_server().await;
     let a = run_client(&srv.url, "a", Config::default());
@@ -87,8 +92,14 @@ async fn sessions_come_and_go_in_the_registry() {
     // second takes over.
     let a2 = run_client(&srv.url, "a", Config::default());
     a2.wait_sessions(1).await;
+    // The upgrade is answered before the server registers the session, so
+    // wait for the server's own count of a's sessions.
     wait_for("a's second session", || {
-        srv.server.session_stats("a").is_some()
+        sample(
+            &encoded(&registry),
+            "session_server_total_add_websocket_session_total",
+            r#"clientkey="a",peer="false""#,
+        ) == Some(2.0)
     })
     .await;
     let mut s = srv

@@ -4,30 +4,10 @@
 mod common;
 
 use common::*;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use remotedialer_tokio::proto::Config;
 use remotedialer_tokio::{Metrics, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The value of the sample `name{labels}` in a text exposition; `labels` is
-/// the exact label text, e.g. `clientkey="foo"`.
-fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
-    let prefix = if labels.is_empty() {
-        format!("{name} ")
-    } else {
-        format!("{name}{{{labels}}} ")
-    };
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(|v| v.trim().parse().unwrap())
-}
-
-fn encoded(registry: &Registry) -> String {
-    let mut text = String::new();
-    encode(&mut text, registry).unwrap();
-    text
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_shows_up_under_gos_names() {

@@ -481,3 +481,22 @@ pub async fn reporting_server() -> (SocketAddr, tokio::sync::mpsc::UnboundedRece
     });
     (addr, rx)
 }
+
+/// The value of the sample `name{labels}` in a text exposition; `labels` is
+/// the exact label text, e.g. `clientkey="foo"`.
+pub fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+pub fn encoded(registry: &prometheus_client::registry::Registry) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+    text
+}
