@@ -1,5 +1,8 @@
-//! remotedialer over runtime-neutral async I/O: the same server, client and
-//! tunneled streams as `remotedialer-tokio`, for async-std and smol.
+//! remotedialer over runtime-neutral async I/O, for async-std and smol: the
+//! same client, tunneled streams and session handling as
+//! `remotedialer-tokio`. The server is a standalone listener: it accepts
+//! peer links but does not open them, and has no hyper mounting or
+//! `Connector` (README, "Differences from the tokio adapter").
 //!
 //! async-std is discontinued upstream in favour of smol, and both are built
 //! on the same parts, so this crate depends on neither runtime: sockets are
@@ -16,7 +19,8 @@
 //!   ([`Server::serve`], [`Server::serve_tls`]) or on connections you
 //!   accept ([`Server::serve_connection`]), then [`Server::dial`]s through
 //!   the agents. Same authorizer, peer-token rules and refusal texts as the
-//!   tokio server (shared in `remotedialer_driver`).
+//!   tokio server (shared in `remotedialer_driver`), except that a request
+//!   that is not a WebSocket upgrade gets 400 before any authorization.
 //! * [`Client`]: connects with custom headers over `ws://` or `wss://`,
 //!   through `HTTP(S)_PROXY` if set, reconnects with backoff and jitter, and
 //!   dials what its connect authorizer allows.

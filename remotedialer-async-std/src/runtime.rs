@@ -74,23 +74,33 @@ impl Spawner {
 
 /// An async-io timer, re-armed in place. async-io's reactor drives it, and
 /// both async-std and smol run that reactor.
-pub(crate) struct IoTimer(async_io::Timer);
+pub(crate) struct IoTimer {
+    timer: async_io::Timer,
+    deadline: Option<Instant>,
+}
 
 impl IoTimer {
     pub(crate) fn new() -> Self {
-        IoTimer(async_io::Timer::never())
+        IoTimer {
+            timer: async_io::Timer::never(),
+            deadline: None,
+        }
     }
 }
 
 impl Timer for IoTimer {
     fn reset(&mut self, deadline: Instant) {
-        self.0.set_at(deadline);
+        self.deadline = Some(deadline);
+        self.timer.set_at(deadline);
     }
 
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        // As a stream the timer ends (`None`) once its one deadline has
-        // fired; polling it as a future would then panic.
-        match Pin::new(&mut self.0).poll_next(cx) {
+        // async-io's timer fires once per deadline and then stays Pending;
+        // the contract is Ready for as long as the deadline has passed.
+        if self.deadline.is_some_and(|at| Instant::now() >= at) {
+            return Poll::Ready(());
+        }
+        match Pin::new(&mut self.timer).poll_next(cx) {
             Poll::Ready(_) => Poll::Ready(()),
             Poll::Pending => Poll::Pending,
         }

@@ -42,7 +42,8 @@ struct Args {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
-    /// Every size and count divided by 16, for smoke runs.
+    /// Byte sizes and dial/connection counts divided by 16, for smoke runs
+    /// (B2's 64 connections and B3-par's 32 workers stay).
     #[arg(long)]
     quick: bool,
     /// The adapter to measure.

@@ -51,7 +51,8 @@ impl Sizes {
         }
     }
 
-    /// Every size and count divided by 16, for smoke runs.
+    /// Byte sizes and dial/connection counts divided by 16, for smoke runs
+    /// (B2's 64 connections and B3-par's 32 workers stay).
     pub fn quick() -> Sizes {
         let f = Sizes::full();
         Sizes {

@@ -22,7 +22,8 @@ pub struct ServerConfig {
     pub session: Config,
     /// Largest incoming WebSocket message accepted.
     pub max_message: usize,
-    /// How long a new connection may take to send its upgrade request.
+    /// How long a new connection may take for its TLS handshake, and again
+    /// for its upgrade request (each gets this long).
     pub handshake_timeout: Duration,
     /// Metrics to record into; `None` records nothing.
     pub metrics: Option<Arc<Metrics>>,

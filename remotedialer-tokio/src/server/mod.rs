@@ -33,8 +33,8 @@ pub struct ServerConfig {
     /// Metrics to record into; `None` records nothing.
     pub metrics: Option<Arc<Metrics>>,
     /// [`Server::serve`] and [`Server::serve_tls`]: how long a new
-    /// connection may take to finish its TLS handshake and send its request
-    /// head. A client that connects and stays silent is dropped after this
+    /// connection may take to finish its TLS handshake, and again to send
+    /// its request head (each gets this long). A client that connects and stays silent is dropped after this
     /// instead of holding a task and a socket for ever.
     pub handshake_timeout: Duration,
 }

@@ -28,7 +28,8 @@ impl Server {
     /// Handles a tunnel upgrade request: authorizes it, answers `101
     /// Switching Protocols` and runs the session on the upgraded connection.
     /// Mount it on the tunnel route of any hyper 1 or axum 0.8 server (see
-    /// the crate docs); the server must serve connections `with_upgrades()`.
+    /// the README, "Mounting in axum 0.8"); the server must serve
+    /// connections `with_upgrades()`.
     pub async fn handle_upgrade<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
         let admitted = match self.inner.sessions.admit(&parts, &*self.inner.authorizer) {
