@@ -13,6 +13,8 @@ pub const PEER_TOKEN_HEADER: &str = "X-API-Tunnel-Token";
 pub const FAILED_AUTHENTICATION: &str = "failed authentication";
 /// Gorilla's body for a request that is not a WebSocket upgrade (HTTP 400).
 pub const NOT_WEBSOCKET: &str = "websocket: the client is not using the websocket protocol";
+/// The `Content-Type` of a refusal, as Go's `http.Error` sends it.
+pub const REFUSAL_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 /// Body for an upgrade refused because the server is stopping (HTTP 503).
 pub const SHUTTING_DOWN: &str = "server is shutting down";
 

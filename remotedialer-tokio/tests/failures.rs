@@ -181,6 +181,30 @@ async fn refused_upgrades_report_status_and_body() {
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
+    // On the wire the refusal is plain text, as Go's http.Error sends it.
+    let mut tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    tcp.write_all(
+        b"GET /connect HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            tcp.read(&mut byte).await.unwrap(),
+            1,
+            "response head cut short"
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(
+        head.contains("content-type: text/plain; charset=utf-8\r\n"),
+        "{head}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

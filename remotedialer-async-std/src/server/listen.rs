@@ -39,7 +39,7 @@ fn error_response(status: StatusCode, body: &str) -> ErrorResponse {
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
+        HeaderValue::from_static(admission::REFUSAL_CONTENT_TYPE),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     h.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -50,8 +50,9 @@ fn error_response(status: StatusCode, body: &str) -> ErrorResponse {
 /// the callback.
 fn error_response_bytes(status: StatusCode, body: &str) -> Vec<u8> {
     format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+        "HTTP/1.1 {status}\r\nContent-Type: {}\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        admission::REFUSAL_CONTENT_TYPE,
         body.len()
     )
     .into_bytes()

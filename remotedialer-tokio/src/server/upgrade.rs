@@ -24,6 +24,16 @@ pub(crate) fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Fu
     resp
 }
 
+/// A refused upgrade, with Go's plain-text body and content type.
+fn refuse(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut resp = respond(status, body);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(remotedialer_driver::admission::REFUSAL_CONTENT_TYPE),
+    );
+    resp
+}
+
 impl Server {
     /// Handles a tunnel upgrade request: authorizes it, answers `101
     /// Switching Protocols` and runs the session on the upgraded connection.
@@ -34,12 +44,12 @@ impl Server {
         let (parts, body) = req.into_parts();
         let admitted = match self.inner.sessions.admit(&parts, &*self.inner.authorizer) {
             Ok(admitted) => admitted,
-            Err(refusal) => return respond(refusal.status, refusal.body),
+            Err(refusal) => return refuse(refusal.status, refusal.body),
         };
         let key = parts.headers.get(header::SEC_WEBSOCKET_KEY);
         let is_upgrade = admission::is_websocket_upgrade(&parts);
         let Some(key) = key.filter(|_| is_upgrade) else {
-            return respond(StatusCode::BAD_REQUEST, admission::NOT_WEBSOCKET);
+            return refuse(StatusCode::BAD_REQUEST, admission::NOT_WEBSOCKET);
         };
         let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
         let mut req = Request::from_parts(parts, body);
