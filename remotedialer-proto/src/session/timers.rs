@@ -20,6 +20,8 @@ pub(super) struct Timers {
     last_keepalive: Instant,
     /// A Ping is waiting to be transmitted.
     pub(super) ping_due: bool,
+    /// When a received SyncConnections was last applied.
+    last_sync_applied: Option<Instant>,
 }
 
 impl Timers {
@@ -30,6 +32,7 @@ impl Timers {
             next_sync: client.then(|| now + config.sync_interval),
             last_keepalive: now,
             ping_due: false,
+            last_sync_applied: None,
         }
     }
 }
@@ -114,7 +117,21 @@ impl Session {
     /// A received SyncConnections: connections the peer no longer lists end
     /// silently (no Error is sent), except those younger than `sync_grace`,
     /// whose Connect the peer may not have seen when it built the list.
+    ///
+    /// Each one costs a pass over every connection, so one arriving within
+    /// half a `sync_interval` of the last applied one is ignored: a peer
+    /// cannot make us scan in a loop, and a SyncConnections may only ever
+    /// remove connections, so skipping one only delays a cleanup.
     pub(super) fn apply_sync(&mut self, listed: &SyncIds, now: Instant) {
+        let min_gap = self.config.sync_interval / 2;
+        if self
+            .timers
+            .last_sync_applied
+            .is_some_and(|t| now.saturating_duration_since(t) < min_gap)
+        {
+            return;
+        }
+        self.timers.last_sync_applied = Some(now);
         let mut keep: Vec<ConnId> = listed.iter().collect();
         keep.sort_unstable();
         let grace = self.config.sync_grace;

@@ -336,7 +336,7 @@ fn sync_spares_connections_younger_than_sync_grace() {
     let t0 = Instant::now();
     let config = Config::default();
     let grace = config.sync_grace;
-    let mut s = server_with_conns(&[2], config, t0);
+    let mut s = server_with_conns(&[2], config.clone(), t0);
     let empty = Message {
         id: 1,
         conn_id: ConnId(0),
@@ -349,9 +349,14 @@ fn sync_spares_connections_younger_than_sync_grace() {
     assert!(events(&mut s).is_empty());
     assert_eq!(s.write(ConnId(2), b"x"), Ok(1));
 
-    // Once it is older, an unlisting sync closes it, silently.
+    // A sync right after the last applied one is ignored (each costs a
+    // pass over every connection), even though the connection is old now.
     drain(&mut s);
     s.handle_message(empty.to_bytes(), t0 + grace);
+    assert!(events(&mut s).is_empty());
+
+    // The next one in due time closes it, silently.
+    s.handle_message(empty.to_bytes(), young + config.sync_interval / 2);
     assert_eq!(
         events(&mut s),
         [Event::Closed {
