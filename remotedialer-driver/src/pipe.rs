@@ -26,6 +26,23 @@ thread_local! {
     static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Runs `f` on this thread's read buffer of `READ_CHUNK` bytes (a fresh one
+/// if it is already in use further up the stack).
+fn with_read_buf<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    READ_BUF.with(|cell| {
+        let mut owned = Vec::new();
+        let mut guard = cell.try_borrow_mut();
+        let buf = match guard.as_deref_mut() {
+            Ok(buf) => buf,
+            Err(_) => &mut owned,
+        };
+        if buf.len() < READ_CHUNK {
+            buf.resize(READ_CHUNK, 0);
+        }
+        f(buf)
+    })
+}
+
 /// A dialed target as poll functions; adapters implement it for their
 /// runtime's sockets.
 pub trait TargetIo: Unpin {
@@ -98,39 +115,28 @@ impl<T: TargetIo> Pipe<T> {
             };
         }
         let (stream, target) = (&self.stream, &mut self.target);
-        let (turn, rest) = READ_BUF.with(|cell| {
-            let mut owned = Vec::new();
-            let mut guard = cell.try_borrow_mut();
-            let buf = match guard.as_deref_mut() {
-                Ok(buf) => buf,
-                Err(_) => &mut owned,
-            };
-            if buf.len() < READ_CHUNK {
-                buf.resize(READ_CHUNK, 0);
+        let (turn, rest) = with_read_buf(|buf| match target.poll_read(cx, buf) {
+            Poll::Ready(Ok(0)) => {
+                stream.close();
+                (Turn::Done, None)
             }
-            match target.poll_read(cx, buf) {
-                Poll::Ready(Ok(0)) => {
-                    stream.close();
-                    (Turn::Done, None)
-                }
-                Poll::Ready(Ok(n)) => {
-                    let data = buf.get(..n).unwrap_or_default();
-                    match stream.poll_write(cx, data) {
-                        Poll::Ready(Ok(w)) if w == n => (Turn::Busy, None),
-                        Poll::Ready(Ok(w)) => {
-                            let rest = data.get(w..).unwrap_or_default();
-                            (Turn::Busy, Some(Bytes::copy_from_slice(rest)))
-                        }
-                        Poll::Ready(Err(_)) => (Turn::Stopped, None),
-                        Poll::Pending => (Turn::Busy, Some(Bytes::copy_from_slice(data))),
+            Poll::Ready(Ok(n)) => {
+                let data = buf.get(..n).unwrap_or_default();
+                match stream.poll_write(cx, data) {
+                    Poll::Ready(Ok(w)) if w == n => (Turn::Busy, None),
+                    Poll::Ready(Ok(w)) => {
+                        let rest = data.get(w..).unwrap_or_default();
+                        (Turn::Busy, Some(Bytes::copy_from_slice(rest)))
                     }
+                    Poll::Ready(Err(_)) => (Turn::Stopped, None),
+                    Poll::Pending => (Turn::Busy, Some(Bytes::copy_from_slice(data))),
                 }
-                Poll::Ready(Err(e)) => {
-                    stream.reset(&e.to_string());
-                    (Turn::Done, None)
-                }
-                Poll::Pending => (Turn::Idle, None),
             }
+            Poll::Ready(Err(e)) => {
+                stream.reset(&e.to_string());
+                (Turn::Done, None)
+            }
+            Poll::Pending => (Turn::Idle, None),
         });
         self.upload = rest;
         turn
@@ -142,24 +148,13 @@ impl<T: TargetIo> Pipe<T> {
             return Turn::Idle;
         }
         let target = &mut self.target;
-        READ_BUF.with(|cell| {
-            let mut owned = Vec::new();
-            let mut guard = cell.try_borrow_mut();
-            let buf = match guard.as_deref_mut() {
-                Ok(buf) => buf,
-                Err(_) => &mut owned,
-            };
-            if buf.len() < READ_CHUNK {
-                buf.resize(READ_CHUNK, 0);
+        with_read_buf(|buf| match target.poll_read(cx, buf) {
+            Poll::Ready(Ok(n)) if n > 0 => Turn::Busy,
+            Poll::Ready(_) => {
+                self.target_drained = true;
+                Turn::Idle
             }
-            match target.poll_read(cx, buf) {
-                Poll::Ready(Ok(n)) if n > 0 => Turn::Busy,
-                Poll::Ready(_) => {
-                    self.target_drained = true;
-                    Turn::Idle
-                }
-                Poll::Pending => Turn::Idle,
-            }
+            Poll::Pending => Turn::Idle,
         })
     }
 
