@@ -69,7 +69,8 @@ impl Session {
 
     /// Takes up to `max` received bytes of a connection, as a slice of the
     /// received message (no copy). `Ok(None)` is the end of the stream after
-    /// a graceful close by the peer.
+    /// a graceful close by the peer. With `max == 0` and bytes waiting the
+    /// chunk is empty (the stream has not ended, and nothing blocks).
     ///
     /// Reading is what lets a paused peer go on: once the unread bytes fall
     /// below `resume_threshold` a Resume is queued.
